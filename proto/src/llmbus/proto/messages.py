@@ -1,0 +1,197 @@
+"""The v1 bus messages: route and exec requests, the reply stream's events, cancel,
+auth, health and error replies.
+
+Event tree (tagged by `type`, each with a per-request sequence number `seq`)::
+
+    Event
+    ├── Started    a worker's upstream answered; provider, model, credential
+    ├── Delta      text, reasoning and tool-call fragments
+    ├── Usage      token counts
+    ├── Done       the finish reason; the last event of a good stream
+    ├── Error      status, code, message, retryable; the last event of a failed stream
+    └── Heartbeat  the worker is alive but the upstream is silent
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from llmbus.proto.base import Msg
+
+__all__ = [
+    "BusError",
+    "CancelRequest",
+    "Client",
+    "Delta",
+    "Done",
+    "Error",
+    "AnyEvent",
+    "Event",
+    "ExecRequest",
+    "Heartbeat",
+    "KeyEvent",
+    "KeyVerifyReply",
+    "KeyVerifyRequest",
+    "Needs",
+    "RouteRequest",
+    "ServiceHeartbeat",
+    "Started",
+    "Target",
+    "ToolCallDelta",
+    "Usage",
+]
+
+
+class Client(Msg, kw_only=True):
+    """Who sent the request: the client key's id and name, never the key."""
+
+    id: str
+    name: str = ""
+
+
+class Needs(Msg, kw_only=True):
+    """Capabilities the request needs from a provider."""
+
+    streaming: bool = False
+    tools: bool = False
+    vision: bool = False
+
+
+class RouteRequest(Msg, kw_only=True):
+    """`llm.v1.route`: a chat request on its way to the router.
+
+    `body` is the msgpack-encoded `ChatRequest`; the router never decodes it.
+    Frames of the reply stream go to `reply`. `deadline` is unix epoch milliseconds.
+    """
+
+    request_id: str
+    model: str
+    reply: str
+    deadline: int
+    client: Client
+    needs: Needs = Needs()
+    body: msgspec.Raw
+
+
+class Target(Msg, kw_only=True):
+    """One step of a failover plan: a provider, one of its credentials, the upstream model."""
+
+    provider: str
+    credential: str
+    upstream_model: str
+
+
+class ExecRequest(RouteRequest, kw_only=True):
+    """`llm.v1.exec.<provider>`: a routed request for one worker.
+
+    `target` is this attempt; `plan` the targets still to try after a retryable failure
+    before the first byte. `seq` is the next sequence number of the reply stream (it
+    carries on across failover).
+    """
+
+    target: Target
+    attempt: int = 1
+    plan: list[Target] = []
+    seq: int = 0
+
+
+class ToolCallDelta(Msg, kw_only=True):
+    """A fragment of a tool call; fragments of one call share `index`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class Event(Msg, tag_field="type", kw_only=True):
+    """One frame of a reply stream."""
+
+    seq: int
+
+
+class Started(Event, tag="started", kw_only=True):
+    provider: str
+    model: str
+    credential: str
+    attempt: int = 1
+
+
+class Delta(Event, tag="delta", kw_only=True):
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] = []
+
+
+class Usage(Event, tag="usage", kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class Done(Event, tag="done", kw_only=True):
+    finish_reason: str = "stop"
+
+
+class Error(Event, tag="error", kw_only=True):
+    """The stream failed. `status` is the HTTP status the client should see."""
+
+    status: int
+    code: str
+    message: str
+    retryable: bool = False
+    provider: str = ""
+
+
+class Heartbeat(Event, tag="heartbeat", kw_only=True):
+    pass
+
+
+class CancelRequest(Msg, kw_only=True):
+    """`llm.v1.cancel.<request id>`: the client went away."""
+
+    request_id: str
+    reason: str = "client disconnected"
+
+
+class BusError(Msg, kw_only=True):
+    """Body of an error reply to a bus request; the reply also carries the
+    `Llmbus-Error` header with the code."""
+
+    status: int
+    code: str
+    message: str
+
+
+class KeyVerifyRequest(Msg, kw_only=True):
+    """`auth.v1.keys.verify`: is this client key valid? Only its SHA-256 travels."""
+
+    key_hash: str
+
+
+class KeyVerifyReply(Msg, kw_only=True):
+    valid: bool
+    client: Client | None = None
+    ttl: float = 30.0
+
+
+class KeyEvent(Msg, kw_only=True):
+    """`auth.v1.events.keys`: a key was revoked or changed; caches drop it."""
+
+    key_hash: str
+    action: str = "revoked"
+
+
+class ServiceHeartbeat(Msg, kw_only=True):
+    """`health.v1.<service>`: a service instance is alive."""
+
+    service: str
+    instance: str
+    version: str
+    in_flight: int = 0
+    providers: list[str] = []
+
+
+AnyEvent = Started | Delta | Usage | Done | Error | Heartbeat
+"""Every concrete reply-stream event; decode frames as this union and `match` on it."""

@@ -1,0 +1,20 @@
+"""Edge settings (environment `LLMBUS_*`)."""
+
+from __future__ import annotations
+
+from llmbus.config.settings import ServiceSettings
+
+__all__ = ["EdgeSettings"]
+
+
+class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
+    host: str = "0.0.0.0"
+    port: int = 8317
+    accept_timeout: float = 2.0
+    """Seconds to wait for a worker to take a request before answering 503."""
+    idle_timeout: float = 15.0
+    """Seconds without any frame (heartbeats included) before a stream counts as dead."""
+    request_timeout: float = 600.0
+    """Deadline of one request, first byte to last."""
+    key_cache_ttl: float = 30.0
+    max_body_bytes: int = 8 * 1024 * 1024

@@ -1,0 +1,1 @@
+"""llmbus mock_upstream."""

@@ -1,0 +1,37 @@
+"""Mock upstream settings (environment `LLMBUS_MOCK_*`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+__all__ = ["MockSettings"]
+
+
+class MockSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8319
+    latency_ms: int = 0
+    """Delay before the first byte of every answer."""
+    chunks: int = 8
+    """Content chunks in a streamed answer."""
+    chunk_delay_ms: int = 0
+    """Delay between two streamed chunks."""
+    hang_seconds: float = 3600.0
+    """How long the `hang` scenario stays silent."""
+
+    @classmethod
+    def env_vars(cls) -> tuple[str, ...]:
+        return tuple("LLMBUS_MOCK_" + name.upper() for name in cls.__struct_fields__)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MockSettings:
+        env = os.environ if environ is None else environ
+        raw = {
+            name: env[var]
+            for name, var in zip(cls.__struct_fields__, cls.env_vars(), strict=True)
+            if var in env
+        }
+        return msgspec.convert(raw, cls, strict=False)

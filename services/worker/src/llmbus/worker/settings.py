@@ -1,0 +1,21 @@
+"""Worker settings (environment `LLMBUS_*`)."""
+
+from __future__ import annotations
+
+from llmbus.config.settings import ServiceSettings
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(ServiceSettings, frozen=True, kw_only=True):
+    family: str = "openai"
+    """Adapter family this deployment serves; it takes every configured provider of it."""
+    providers: str = ""
+    """Comma-separated provider names, to serve fewer than the whole family."""
+    concurrency: int = 256
+    """Upstream calls in flight at once in this process."""
+    heartbeat_interval: float = 1.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    max_connections: int = 512
+    metrics_port: int = 0
