@@ -107,4 +107,3 @@ HEALTH: Topic[ServiceHeartbeat] = Topic("health.v1.{service}", Codec(ServiceHear
 
 chat_codec: Codec[ChatRequest] = Codec(ChatRequest)
 error_codec: Codec[BusError] = Codec(BusError)
-

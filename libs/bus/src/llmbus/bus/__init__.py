@@ -1,1 +1,21 @@
-"""llmbus bus."""
+"""llmbus bus: typed NATS publish, request/reply, subscriptions and stream inboxes."""
+
+from llmbus.bus.client import Bus, Delivery, connect, is_no_responders
+from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
+from llmbus.bus.inbox import Inbox, StreamInbox
+from llmbus.bus.runtime import run_service
+
+__all__ = [
+    "Bus",
+    "BusFailure",
+    "BusTimeout",
+    "BusUnavailable",
+    "Delivery",
+    "Inbox",
+    "NoResponders",
+    "RemoteError",
+    "StreamInbox",
+    "connect",
+    "is_no_responders",
+    "run_service",
+]

@@ -1,1 +1,16 @@
-"""llmbus telemetry."""
+"""llmbus telemetry: tracing, logging with redaction, metrics endpoint."""
+
+from llmbus.telemetry.http import serve_metrics
+from llmbus.telemetry.logs import redact, setup_logging
+from llmbus.telemetry.tracing import extract, inject, setup_tracing, shutdown_tracing, tracer
+
+__all__ = [
+    "extract",
+    "inject",
+    "redact",
+    "serve_metrics",
+    "setup_logging",
+    "setup_tracing",
+    "shutdown_tracing",
+    "tracer",
+]

@@ -1,1 +1,1 @@
-"""llmbus edge."""
+"""llmbus edge: the client-facing HTTP API."""

@@ -1,1 +1,1 @@
-"""llmbus router."""
+"""llmbus router: picks provider, credential and upstream model; forwards on NATS."""

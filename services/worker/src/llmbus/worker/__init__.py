@@ -1,1 +1,1 @@
-"""llmbus worker."""
+"""llmbus worker: calls one adapter family's upstreams and streams the answer back."""

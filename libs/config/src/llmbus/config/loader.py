@@ -1,0 +1,160 @@
+"""Read, interpolate and validate the configuration file.
+
+Strings may reference the environment as `${NAME}` (required) or `${NAME:-default}`.
+Every problem is reported with the file, the key path, the line and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+from llmbus.config.errors import ConfigError, ConfigProblem
+from llmbus.config.model import Config, ProviderConfig
+
+__all__ = ["load_config", "parse_config"]
+
+T = TypeVar("T")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the file at `path`; raise ConfigError naming every problem."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_config(text, file, environ)
+
+
+def parse_config(text: str, file: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(file, "", f"not valid YAML: {problem}", line, column)]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigProblem(file, "", "expected a mapping of keys at the top level")])
+    problems: list[ConfigProblem] = []
+    data = _interpolate(raw, env, [], problems, file, node)
+    if problems:
+        raise ConfigError(problems)
+    providers = data.pop("providers", None) or {}
+    config = _convert(data, Config, [], file, node, problems)
+    if not isinstance(providers, dict):
+        line, column = _locate(node, ["providers"])
+        problems.append(
+            ConfigProblem(file, "providers", "expected a mapping of provider names", line, column)
+        )
+        providers = {}
+    converted: dict[str, ProviderConfig] = {}
+    for name, entry in providers.items():
+        provider = _convert(entry or {}, ProviderConfig, ["providers", str(name)], file, node, problems)
+        if provider is not None:
+            converted[str(name)] = provider
+    if problems or config is None:
+        raise ConfigError(problems)
+    return msgspec.structs.replace(config, providers=converted)
+
+
+def _convert(
+    data: Any,
+    type_: type[T],
+    keys: list[str | int],
+    file: str,
+    root: yaml.Node | None,
+    problems: list[ConfigProblem],
+) -> T | None:
+    try:
+        return msgspec.convert(data, type_, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _MSGSPEC_PATH.search(message)
+        text_only = message[: match.start()] if match else message
+        full = [*keys, *_split_path(match.group(1) if match else "")]
+        line, column = _locate(root, full)
+        problems.append(ConfigProblem(file, _dotted(full), text_only, line, column))
+        return None
+
+
+def _interpolate(
+    value: Any,
+    env: Mapping[str, str],
+    keys: list[str | int],
+    problems: list[ConfigProblem],
+    file: str,
+    root: yaml.Node | None,
+) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            line, column = _locate(root, keys)
+            problems.append(
+                ConfigProblem(file, _dotted(keys), f"environment variable {name} is not set", line, column)
+            )
+            return ""
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, [*keys, k], problems, file, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, [*keys, i], problems, file, root) for i, v in enumerate(value)]
+    return value
+
+
+def _split_path(path: str) -> list[str | int]:
+    keys: list[str | int] = []
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]|\['([^']*)'\]", path):
+        name, index, quoted = part
+        if index:
+            keys.append(int(index))
+        else:
+            keys.append(name or quoted)
+    return keys
+
+
+def _dotted(keys: list[str | int]) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _locate(node: yaml.Node | None, keys: list[str | int]) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the deepest node the key path reaches."""
+    if node is None:
+        return None, None
+    current = node
+    for key in keys:
+        child: yaml.Node | None = None
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                if key_node.value == key:
+                    child = value_node
+                    break
+        elif isinstance(current, yaml.SequenceNode) and isinstance(key, int) and key < len(current.value):
+            child = current.value[key]
+        if child is None:
+            break
+        current = child
+    return current.start_mark.line + 1, current.start_mark.column + 1

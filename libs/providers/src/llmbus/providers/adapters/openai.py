@@ -1,0 +1,236 @@
+"""The OpenAI-compatible family: OpenAI and every provider that speaks its chat API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import msgspec
+
+from llmbus.api.openai import to_wire_messages
+from llmbus.api.openai_wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    FunctionDefinition,
+    NamedToolChoice,
+    StreamOptions,
+    ToolChoiceFunction,
+    ToolDefinition,
+    WireUsage,
+)
+from llmbus.proto import ChatRequest, Delta, Done, ToolCallDelta, Usage
+from llmbus.proto import NamedToolChoice as NormalizedNamedChoice
+from llmbus.providers.adapters.base import Output
+from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
+from llmbus.providers.http import UpstreamResponse
+from llmbus.providers.runtime import ConfiguredProvider
+from llmbus.providers.sse import SSEDecoder
+
+__all__ = ["OpenAICompatible", "chat_url"]
+
+_VERSIONED = re.compile(r"/v\d+[a-z0-9]*$")
+_encode = msgspec.json.Encoder().encode
+_chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
+_completion_decoder = msgspec.json.Decoder(ChatCompletion)
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+def chat_url(endpoint: str) -> str:
+    """`{endpoint}/v1/chat/completions`, or `{endpoint}/chat/completions` when the
+    endpoint already ends in a version segment (`.../v1`, `.../api/v1`, `.../v4`)."""
+    base = endpoint.rstrip("/")
+    return f"{base}/chat/completions" if _VERSIONED.search(base) else f"{base}/v1/chat/completions"
+
+
+class OpenAICompatible:
+    family = "openai"
+
+    def build(
+        self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, secret: str
+    ) -> tuple[str, dict[str, str], bytes]:
+        tool_choice: Any = chat.tool_choice
+        if isinstance(tool_choice, NormalizedNamedChoice):
+            tool_choice = NamedToolChoice(function=ToolChoiceFunction(name=tool_choice.name))
+        wire = ChatCompletionRequest(
+            model=upstream_model,
+            messages=to_wire_messages(chat.messages),
+            stream=chat.stream or None,
+            stream_options=StreamOptions(include_usage=True) if chat.stream else None,
+            max_tokens=chat.max_tokens,
+            temperature=chat.temperature,
+            top_p=chat.top_p,
+            stop=chat.stop or None,
+            seed=chat.seed,
+            presence_penalty=chat.presence_penalty,
+            frequency_penalty=chat.frequency_penalty,
+            user=chat.user,
+            tools=[
+                ToolDefinition(
+                    function=FunctionDefinition(
+                        name=t.name, description=t.description, parameters=t.parameters, strict=t.strict
+                    )
+                )
+                for t in chat.tools
+            ]
+            or None,
+            tool_choice=tool_choice,
+            parallel_tool_calls=chat.parallel_tool_calls,
+            response_format=chat.response_format,
+            reasoning_effort=chat.reasoning_effort,
+        )
+        headers = {
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if chat.stream else "application/json",
+        }
+        return chat_url(provider.endpoint), headers, _encode(wire)
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        message, code = _error_message(body)
+        retry_after = _retry_after(headers.get("retry-after"))
+        return UpstreamStatus(
+            status, message or f"the upstream answered {status}", code=code, retry_after=retry_after
+        )
+
+    async def events(self, response: UpstreamResponse, stream: bool) -> AsyncIterator[Output]:
+        if not stream:
+            body = await response.read(64 << 20)
+            try:
+                completion = _completion_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise UpstreamProtocolError(
+                    "the upstream sent a response that is not a chat completion"
+                ) from None
+            for item in _completion_events(completion):
+                yield item
+            return
+        decoder = SSEDecoder()
+        finish: str | None = None
+        done = False
+        async for raw in response.aiter_bytes():
+            for event in decoder.feed(raw):
+                if event.data == "[DONE]":
+                    done = True
+                    break
+                for item in _chunk_events(event.data):
+                    if isinstance(item, Done):
+                        finish = item.finish_reason
+                    else:
+                        yield item
+            if done:
+                break
+        else:
+            for event in decoder.flush():
+                if event.data == "[DONE]":
+                    done = True
+                    break
+                for item in _chunk_events(event.data):
+                    if isinstance(item, Done):
+                        finish = item.finish_reason
+                    else:
+                        yield item
+        if finish is None:
+            raise UpstreamProtocolError("the upstream stream ended before the answer was complete")
+        yield Done(seq=0, finish_reason=finish)
+
+
+def _chunk_events(data: str) -> list[Output]:
+    if not data:
+        return []
+    try:
+        chunk = _chunk_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise UpstreamProtocolError("the upstream sent malformed stream data") from None
+    if chunk.error is not None:
+        detail = chunk.error
+        message = str(detail.get("message") or "the upstream failed mid-stream")
+        raise UpstreamError(message, status=502, code=str(detail.get("code") or "upstream_error"))
+    out: list[Output] = []
+    for choice in chunk.choices[:1]:
+        delta = choice.delta
+        reasoning = delta.reasoning_content or delta.reasoning or delta.reasoning_text or ""
+        calls = [
+            ToolCallDelta(
+                index=call.index,
+                id=call.id,
+                name=call.function.name if call.function else None,
+                arguments=(call.function.arguments or "") if call.function else "",
+            )
+            for call in delta.tool_calls or ()
+        ]
+        if delta.content or reasoning or calls:
+            out.append(Delta(seq=0, text=delta.content or "", reasoning=reasoning, tool_calls=calls))
+        if choice.finish_reason:
+            out.append(Done(seq=0, finish_reason=choice.finish_reason))
+    if chunk.usage is not None:
+        out.append(_usage(chunk.usage))
+    return out
+
+
+def _completion_events(completion: ChatCompletion) -> list[Output]:
+    out: list[Output] = []
+    finish = "stop"
+    for choice in completion.choices[:1]:
+        message = choice.message
+        calls = [
+            ToolCallDelta(index=i, id=call.id, name=call.function.name, arguments=call.function.arguments)
+            for i, call in enumerate(message.tool_calls or ())
+        ]
+        reasoning = message.reasoning_content or message.reasoning or ""
+        if message.content or reasoning or calls:
+            out.append(Delta(seq=0, text=message.content or "", reasoning=reasoning, tool_calls=calls))
+        finish = choice.finish_reason or finish
+    if completion.usage is not None:
+        out.append(_usage(completion.usage))
+    out.append(Done(seq=0, finish_reason=finish))
+    return out
+
+
+def _usage(usage: WireUsage) -> Usage:
+    prompt_details = usage.prompt_tokens_details or {}
+    completion_details = usage.completion_tokens_details or {}
+    return Usage(
+        seq=0,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _error_message(body: bytes) -> tuple[str, str]:
+    try:
+        parsed = _error_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        text = body[:300].decode("utf-8", errors="replace").strip()
+        return text, ""
+    if isinstance(parsed.error, _ErrorDetail):
+        code = parsed.error.code if parsed.error.code is not None else parsed.error.type
+        return parsed.error.message, str(code or "")
+    if isinstance(parsed.error, str):
+        return parsed.error, ""
+    return parsed.message or "", ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,70 @@
+"""Upstream errors: what an adapter or the HTTP client reports. httpx2 exceptions never
+pass `llmbus.providers.http`.
+
+    UpstreamError                   status (HTTP status the client should see), code, message, retryable
+    ├── UpstreamUnreachable         connect or network failure (502, retryable)
+    ├── UpstreamTimeout             no answer in time (504, retryable)
+    ├── UpstreamStatus              the upstream answered with an error status
+    └── UpstreamProtocolError       the upstream's output cannot be parsed (502)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatus",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+]
+
+
+class UpstreamError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        code: str = "upstream_error",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class UpstreamUnreachable(UpstreamError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=502, code="upstream_unreachable", retryable=True)
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504, code="upstream_timeout", retryable=True)
+
+
+class UpstreamStatus(UpstreamError):
+    """`upstream_status` is what the provider answered; `status` what our client sees:
+    upstream 5xx becomes 502, 429 stays 429, other 4xx keep their status."""
+
+    def __init__(
+        self, upstream_status: int, message: str, *, code: str = "", retry_after: float | None = None
+    ) -> None:
+        self.upstream_status = upstream_status
+        status = 502 if upstream_status >= 500 else upstream_status
+        super().__init__(
+            message,
+            status=status,
+            code=code or f"upstream_{upstream_status}",
+            retryable=upstream_status == 429 or upstream_status >= 500 or upstream_status == 408,
+            retry_after=retry_after,
+        )
+
+
+class UpstreamProtocolError(UpstreamError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=502, code="upstream_protocol_error", retryable=False)

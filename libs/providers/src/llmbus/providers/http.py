@@ -1,0 +1,98 @@
+"""The upstream HTTP client: one shared httpx2 client per process (keep-alive pool,
+timeouts), behind a small interface. httpx2 exceptions are translated here and nowhere
+else. Every call is a client span of the current trace."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llmbus.providers.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
+
+__all__ = ["HttpClient", "UpstreamResponse"]
+
+_tracer = trace.get_tracer("llmbus.providers.http")
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: Mapping[str, str]
+    _response: httpx2.Response
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except httpx2.TimeoutException:
+            raise UpstreamTimeout("the upstream stopped sending") from None
+        except httpx2.HTTPError as exc:
+            raise UpstreamError(
+                f"the upstream connection failed: {type(exc).__name__}", retryable=False
+            ) from None
+
+    async def read(self, limit: int = 1 << 20) -> bytes:
+        body = bytearray()
+        async for chunk in self.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                break
+        return bytes(body)
+
+
+class HttpClient:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 300.0,
+        max_connections: int = 512,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(
+                connect=connect_timeout, read=read_timeout, write=30.0, pool=connect_timeout
+            ),
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=60,
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str], content: bytes
+    ) -> AsyncIterator[UpstreamResponse]:
+        """Send a request and yield its response with the body still unread."""
+        parsed = httpx2.URL(url)
+        with _tracer.start_as_current_span(f"{method} {parsed.host}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("http.request.method", method)
+            span.set_attribute("server.address", parsed.host)
+            span.set_attribute("url.path", parsed.path)
+            request = self._client.build_request(method, url, headers=headers, content=content)
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx2.TimeoutException:
+                span.set_status(Status(StatusCode.ERROR, "timeout"))
+                raise UpstreamTimeout(f"no answer from {parsed.host} in time") from None
+            except httpx2.HTTPError as exc:
+                span.set_status(Status(StatusCode.ERROR, "unreachable"))
+                raise UpstreamUnreachable(f"cannot reach {parsed.host}: {type(exc).__name__}") from None
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
+            try:
+                yield UpstreamResponse(response.status_code, response.headers, response)
+            finally:
+                await response.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

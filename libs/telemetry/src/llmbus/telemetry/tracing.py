@@ -1,0 +1,70 @@
+"""OpenTelemetry set-up and W3C trace-context propagation.
+
+The SDK is configured by the standard `OTEL_*` variables. Spans are exported over OTLP
+when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set or
+`OTEL_TRACES_EXPORTER` names `otlp`; otherwise spans are still created, so trace context
+crosses every hop, but nothing is exported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+__all__ = ["extract", "inject", "setup_tracing", "shutdown_tracing", "tracer"]
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(service: str) -> TracerProvider:
+    """Install the global tracer provider for this process (once)."""
+    global _provider
+    if _provider is not None:
+        return _provider
+    name = os.environ.get("OTEL_SERVICE_NAME") or f"llmbus-{service}"
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    if _exporting():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the exporter."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject(headers: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """The current trace context as W3C headers (`traceparent`, `tracestate`)."""
+    carrier: dict[str, str] = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract(headers: Mapping[str, str] | None) -> context.Context:
+    """The trace context carried by message or HTTP headers."""
+    return propagate.extract(headers or {})
+
+
+def _exporting() -> bool:
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    if exporters:
+        return "otlp" in exporters.split(",")
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )

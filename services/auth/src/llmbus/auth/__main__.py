@@ -1,0 +1,5 @@
+import sys
+
+from llmbus.auth.main import main
+
+sys.exit(main())

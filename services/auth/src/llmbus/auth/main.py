@@ -1,0 +1,60 @@
+"""Auth wiring: Redis, the config's client keys, `auth.v1.*` subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+
+from redis.asyncio import Redis
+
+from llmbus.auth.handlers import AuthHandlers
+from llmbus.auth.keys import KeyStore
+from llmbus.auth.settings import AuthSettings
+from llmbus.bus import connect, run_service
+from llmbus.config import load_config
+from llmbus.proto import AUTH_KEY_EVENTS, AUTH_KEY_VERIFY, KeyEvent
+from llmbus.telemetry import serve_metrics
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+async def _wait_for_redis(redis: Redis, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await redis.ping()
+            return
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"cannot reach Redis: {type(exc).__name__}") from None
+            await asyncio.sleep(0.25)
+
+
+async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
+    config = load_config(settings.config)
+    async with AsyncExitStack() as stack:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15)
+        stack.push_async_callback(redis.aclose)
+        await _wait_for_redis(redis)
+        keys = KeyStore(redis)
+        bus = await connect(settings.nats_url, name="llmbus-auth")
+        stack.push_async_callback(bus.drain)
+        revoked = await keys.sync_config_keys([(k.key, k.name) for k in config.client_keys()])
+        for key_hash in revoked:
+            await bus.publish(AUTH_KEY_EVENTS, KeyEvent(key_hash=key_hash))
+        handlers = AuthHandlers(bus, keys)
+        await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
+        if settings.metrics_port:
+            server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
+            stack.callback(server.close)
+        await bus.flush()
+        log.info("auth ready: %d client keys from config", len(config.client_keys()))
+        await stop.wait()
+
+
+def main() -> int:
+    settings = AuthSettings.from_env()
+    return run_service("auth", lambda stop: serve(settings, stop), settings.log_level)

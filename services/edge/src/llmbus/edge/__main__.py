@@ -1,0 +1,5 @@
+import sys
+
+from llmbus.edge.main import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""The edge application: pure assembly of routes, middleware and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from llmbus.api import ApiError, InvalidRequest, NotFound, openai_error_body
+from llmbus.api.errors import error_from_status
+from llmbus.edge.context import EdgeContext
+from llmbus.edge.routes import chat, health, models
+from llmbus.edge.settings import EdgeSettings
+from llmbus.edge.tracing import TracingMiddleware
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]]
+
+
+def _error_response(error: ApiError) -> Response:
+    headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after else None
+    return Response(openai_error_body(error), status_code=error.status, media_type="application/json", headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error_response(exc)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _error_response(NotFound("Unknown request URL. Please check the URL and method.", code="unknown_url"))
+    return _error_response(error_from_status(exc.status_code, str(exc.detail)))
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    return _error_response(InvalidRequest(str(first.get("msg", "invalid request")), param=param))
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+    return _error_response(ApiError("The server had an error while processing your request."))
+
+
+def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.context = await make_context(settings, stack)
+            yield
+
+    app = FastAPI(title="llmbus", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(chat.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(TracingMiddleware)
+    return app

@@ -1,0 +1,125 @@
+"""One chat request on the bus, as the edge sees it: publish the route request, then read
+the reply stream with its sequence numbers, heartbeats and timeouts.
+
+Failure modes become client errors: nobody listening (503 at once), no worker taking the
+request within the accept timeout (503), a silent worker (504), lost frames (502)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import msgspec
+
+from llmbus.api import ApiError, GatewayTimeout, Unavailable, UpstreamFailed, error_from_status
+from llmbus.bus import Bus, BusFailure, Inbox, StreamInbox, is_no_responders
+from llmbus.proto import CANCEL, EVENTS, ROUTE, AnyEvent, CancelRequest, ChatRequest, Client, Error, Heartbeat, Needs, RouteRequest, chat_codec
+
+__all__ = ["Call"]
+
+
+class Call:
+    """Reply stream of one request. Use `start()`, then `next()` until a terminal event;
+    always `close()` (it cancels the upstream call if the stream did not finish)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        inbox: Inbox,
+        chat: ChatRequest,
+        client: Client,
+        *,
+        accept_timeout: float,
+        idle_timeout: float,
+        request_timeout: float,
+    ) -> None:
+        self.bus = bus
+        self.chat = chat
+        self.client = client
+        self.request_id = uuid.uuid4().hex
+        self._inbox_cm = inbox.open(self.request_id)
+        self.reply, self._queue = self._inbox_cm.__enter__()
+        self._accept_timeout = accept_timeout
+        self._idle_timeout = idle_timeout
+        self._deadline = time.monotonic() + request_timeout
+        self._deadline_ms = int((time.time() + request_timeout) * 1000)
+        self._seq = 0
+        self.accepted = False
+        self.finished = False
+        self._closed = False
+
+    async def start(self) -> None:
+        chat = self.chat
+        request = RouteRequest(
+            request_id=self.request_id,
+            model=chat.model,
+            reply=self.reply,
+            deadline=self._deadline_ms,
+            client=self.client,
+            needs=Needs(streaming=chat.stream, tools=bool(chat.tools), vision=chat.has_images()),
+            body=msgspec.Raw(chat_codec.encode(chat)),
+        )
+        try:
+            await self.bus.publish(ROUTE, request, reply=self.reply)
+        except BusFailure:
+            raise Unavailable("the message bus is unavailable", code="bus_unavailable") from None
+
+    async def next(self) -> AnyEvent:
+        """The next event other than a heartbeat; raises ApiError when the stream fails."""
+        queue: StreamInbox = self._queue
+        while True:
+            if not queue.empty():
+                msg = queue.get_nowait()
+            else:
+                msg = await self._wait(queue)
+            if is_no_responders(msg):
+                raise Unavailable(
+                    f"no llmbus worker is available to serve `{self.chat.model}` (router or worker down)",
+                    code="no_worker_available",
+                )
+            try:
+                event = EVENTS.decode(msg.data)
+            except msgspec.DecodeError:
+                raise UpstreamFailed("a malformed frame arrived on the reply stream", code="bad_frame") from None
+            if event.seq != self._seq:
+                raise UpstreamFailed(
+                    f"the reply stream lost frames (expected {self._seq}, got {event.seq})", code="stream_gap"
+                )
+            self._seq += 1
+            self.accepted = True
+            if isinstance(event, Heartbeat):
+                continue
+            if isinstance(event, Error):
+                self.finished = True
+            return event
+
+    async def _wait(self, queue: StreamInbox) -> object:
+        remaining = self._deadline - time.monotonic()
+        timeout = min(self._idle_timeout if self.accepted else self._accept_timeout, remaining)
+        try:
+            return await asyncio.wait_for(queue.get(), max(timeout, 0.0))
+        except TimeoutError:
+            if time.monotonic() >= self._deadline:
+                raise GatewayTimeout("the request did not finish within its deadline", code="deadline_exceeded") from None
+            if not self.accepted:
+                raise Unavailable(
+                    f"no llmbus worker took the request for `{self.chat.model}` within {self._accept_timeout:g}s",
+                    code="no_worker_available",
+                ) from None
+            raise GatewayTimeout("the worker stopped responding", code="worker_timeout") from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox_cm.__exit__(None, None, None)
+        if not self.finished:
+            try:
+                await self.bus.publish(CANCEL, CancelRequest(request_id=self.request_id), request_id=self.request_id, traced=False)
+            except BusFailure:
+                pass
+
+
+def raise_for(event: Error) -> ApiError:
+    return error_from_status(event.status, event.message, event.code)

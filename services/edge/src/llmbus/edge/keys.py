@@ -1,0 +1,50 @@
+"""Client key checks: hashed here, verified by auth over the bus, cached briefly.
+
+Only the key's SHA-256 leaves this process. Revocations from auth drop cache entries."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from llmbus.api import AuthenticationFailed, Unavailable
+from llmbus.bus import Bus, BusFailure, Delivery, RemoteError
+from llmbus.proto import AUTH_KEY_EVENTS, AUTH_KEY_VERIFY, Client, KeyEvent, KeyVerifyRequest
+
+__all__ = ["KeyCache"]
+
+_MAX_ENTRIES = 10_000
+
+
+class KeyCache:
+    def __init__(self, bus: Bus, ttl: float) -> None:
+        self._bus = bus
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Client | None]] = {}
+
+    async def start(self) -> None:
+        await self._bus.subscribe(AUTH_KEY_EVENTS, self._on_event)
+
+    async def _on_event(self, event: KeyEvent, _: Delivery) -> None:
+        self._entries.pop(event.key_hash, None)
+
+    async def verify(self, key: str) -> Client:
+        key_hash = hashlib.sha256(key.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._entries.get(key_hash)
+        if cached is not None and cached[0] > now:
+            client = cached[1]
+        else:
+            try:
+                reply = await self._bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash=key_hash), timeout=2.0)
+            except RemoteError as exc:
+                raise Unavailable(f"cannot check the API key: {exc.message}", code=exc.code) from None
+            except BusFailure:
+                raise Unavailable("cannot check the API key: the auth service is unavailable", code="auth_unavailable") from None
+            client = reply.client if reply.valid else None
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key_hash] = (now + min(self._ttl, reply.ttl), client)
+        if client is None:
+            raise AuthenticationFailed("Incorrect API key provided.", code="invalid_api_key")
+        return client

@@ -1,0 +1,66 @@
+"""Edge wiring: bus, inbox, key cache, catalog; uvicorn on uvloop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import AsyncExitStack
+
+import uvicorn
+
+from llmbus.bus import Inbox, connect
+from llmbus.config import ConfigError, load_config
+from llmbus.edge.app import create_app
+from llmbus.edge.context import EdgeContext
+from llmbus.edge.keys import KeyCache
+from llmbus.edge.settings import EdgeSettings
+from llmbus.providers import configured_providers
+from llmbus.routing import Catalog
+from llmbus.telemetry import setup_logging, setup_tracing, shutdown_tracing
+
+__all__ = ["build_context", "main"]
+
+log = logging.getLogger(__name__)
+
+
+async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeContext:
+    config = load_config(settings.config)
+    bus = await connect(settings.nats_url, name="llmbus-edge")
+    stack.push_async_callback(bus.drain)
+    inbox = Inbox(bus)
+    await inbox.start()
+    keys = KeyCache(bus, settings.key_cache_ttl)
+    await keys.start()
+    await bus.flush()
+    catalog = Catalog(configured_providers(config))
+    log.info("edge ready on http://%s:%d", settings.host, settings.port)
+    return EdgeContext(settings=settings, bus=bus, inbox=inbox, keys=keys, catalog=catalog)
+
+
+def main() -> int:
+    settings = EdgeSettings.from_env()
+    setup_logging("edge", settings.log_level)
+    setup_tracing("edge")
+    try:
+        load_config(settings.config)
+    except ConfigError as exc:
+        log.error("bad configuration:\n%s", exc)
+        return 1
+    app = create_app(settings, build_context)
+    loop = "asyncio" if sys.platform == "win32" else "uvloop"
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop=loop,
+        http="httptools",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        shutdown_tracing()
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from llmbus.worker.main import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""The reply stream of one request, as the worker sends it.
+
+Every frame gets the next sequence number and is published from the worker's one
+connection; sequence numbers are assigned and frames queued with no await in between,
+so frames stay in order even when the heartbeat task sends one."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from llmbus.bus import Bus
+from llmbus.proto import EVENTS, AnyEvent, Heartbeat
+
+__all__ = ["Emitter"]
+
+
+class Emitter:
+    __slots__ = ("_bus", "_guard", "closed", "last_sent", "reply", "seq", "started")
+
+    def __init__(self, bus: Bus, reply: str, seq: int, guard: str) -> None:
+        self._bus = bus
+        self.reply = reply
+        self.seq = seq
+        self._guard = guard
+        self.last_sent = 0.0
+        self.started = False
+        self.closed = False
+
+    async def emit(self, event: AnyEvent) -> None:
+        """Stamp `event` with the next sequence number and send it."""
+        frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
+        self.seq += 1
+        self.last_sent = time.monotonic()
+        # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
+        await self._bus.publish_raw(self.reply, frame, reply=self._guard)
+
+    async def heartbeat(self) -> None:
+        if not self.closed:
+            await self.emit(Heartbeat(seq=0))
+
+    def close(self) -> None:
+        """No more frames from this worker (the stream ended or moved to another)."""
+        self.closed = True

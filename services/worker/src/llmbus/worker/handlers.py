@@ -1,0 +1,210 @@
+"""The worker's exec handler: one upstream call per request, streamed back to the edge.
+
+A retryable failure before the first byte moves the request to the next target of its
+plan; after it, the stream ends with an error event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Final
+
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from llmbus.bus import Bus, BusUnavailable, Delivery, is_no_responders
+from llmbus.proto import (
+    CANCEL,
+    EXEC,
+    CancelRequest,
+    Done,
+    Error,
+    ExecRequest,
+    Started,
+    chat_codec,
+)
+from llmbus.providers import ConfiguredProvider
+from llmbus.providers.adapters import Adapter
+from llmbus.providers.errors import UpstreamError
+from llmbus.providers.http import HttpClient
+from llmbus.worker.emitter import Emitter
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("llmbus_worker_requests_total", "Upstream calls", ["provider", "outcome"])
+LATENCY = Histogram("llmbus_worker_upstream_seconds", "Upstream call duration", ["provider"])
+FIRST_BYTE = Histogram("llmbus_worker_first_token_seconds", "Time to the first delta", ["provider"])
+
+_GONE: Final = "edge gone"
+
+
+class Worker:
+    def __init__(
+        self,
+        bus: Bus,
+        http: HttpClient,
+        providers: dict[str, ConfiguredProvider],
+        adapters: dict[str, Adapter],
+        heartbeat_interval: float,
+    ) -> None:
+        self.bus = bus
+        self.http = http
+        self.providers = providers
+        self.adapters = adapters
+        self.heartbeat_interval = heartbeat_interval
+        self.guard_prefix = bus.new_inbox()
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        await self.bus.subscribe_raw(self.guard_prefix + ".*", self._on_guard)
+        await self.bus.subscribe(CANCEL, self._on_cancel)
+        for name in self.providers:
+            await self.bus.subscribe(
+                EXEC, self.on_exec, queue=EXEC.queue_for(provider=name), subject=EXEC.subject(provider=name)
+            )
+
+    async def _on_guard(self, msg: Delivery) -> None:
+        if is_no_responders(msg):
+            self._cancel(msg.subject[len(self.guard_prefix) + 1 :], _GONE)
+
+    async def _on_cancel(self, message: CancelRequest, _: Delivery) -> None:
+        self._cancel(message.request_id, message.reason)
+
+    def _cancel(self, request_id: str, reason: str) -> None:
+        task = self._running.get(request_id)
+        if task is not None:
+            log.info("cancelling %s: %s", request_id, reason)
+            task.cancel(reason)
+
+    async def on_exec(self, request: ExecRequest, _: Delivery) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request.request_id] = task
+        emitter = Emitter(self.bus, request.reply, request.seq, f"{self.guard_prefix}.{request.request_id}")
+        beat = asyncio.create_task(self._heartbeats(emitter))
+        try:
+            await emitter.heartbeat()  # tells the edge that a worker has the request
+            await self._execute(request, emitter)
+        except asyncio.CancelledError:
+            REQUESTS.labels(request.target.provider, "cancelled").inc()
+        except BusUnavailable:
+            log.warning("lost the bus while streaming %s", request.request_id)
+        finally:
+            emitter.close()
+            beat.cancel()
+            self._running.pop(request.request_id, None)
+
+    async def _heartbeats(self, emitter: Emitter) -> None:
+        interval = self.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - emitter.last_sent >= interval * 0.9:
+                try:
+                    await emitter.heartbeat()
+                except BusUnavailable:
+                    return
+
+    async def _execute(self, request: ExecRequest, emitter: Emitter) -> None:
+        target = request.target
+        provider = self.providers.get(target.provider)
+        span = trace.get_current_span()
+        span.set_attribute("llmbus.provider", target.provider)
+        span.set_attribute("llmbus.attempt", request.attempt)
+        if provider is None:
+            await emitter.emit(
+                Error(
+                    seq=0,
+                    status=503,
+                    code="provider_not_served",
+                    message=f"no worker serves {target.provider}",
+                )
+            )
+            return
+        secret = provider.secret(target.credential)
+        if secret is None:
+            await emitter.emit(
+                Error(
+                    seq=0,
+                    status=503,
+                    code="credential_missing",
+                    message=f"{target.provider} has no credential {target.credential}",
+                )
+            )
+            return
+        adapter = self.adapters[provider.family]
+        started_at = time.perf_counter()
+        try:
+            chat = chat_codec.decode(request.body)
+            url, headers, body = adapter.build(provider, chat, target.upstream_model, secret)
+            async with self.http.stream("POST", url, headers=headers, content=body) as response:
+                if response.status >= 400:
+                    raise adapter.error(response.status, response.headers, await response.read())
+                await emitter.emit(
+                    Started(
+                        seq=0,
+                        provider=target.provider,
+                        model=target.upstream_model,
+                        credential=target.credential,
+                        attempt=request.attempt,
+                    )
+                )
+                emitter.started = True
+                first = True
+                async for output in adapter.events(response, chat.stream):
+                    if first and not isinstance(output, Done):
+                        FIRST_BYTE.labels(target.provider).observe(time.perf_counter() - started_at)
+                        first = False
+                    await emitter.emit(output)
+            REQUESTS.labels(target.provider, "ok").inc()
+        except UpstreamError as exc:
+            REQUESTS.labels(target.provider, exc.code).inc()
+            span.set_attribute("llmbus.error", exc.code)
+            if exc.retryable and not emitter.started and request.plan:
+                await self._fail_over(request, emitter, exc)
+                return
+            await emitter.emit(
+                Error(
+                    seq=0,
+                    status=exc.status,
+                    code=exc.code,
+                    message=exc.message,
+                    retryable=exc.retryable,
+                    provider=target.provider,
+                )
+            )
+        finally:
+            LATENCY.labels(target.provider).observe(time.perf_counter() - started_at)
+
+    async def _fail_over(self, request: ExecRequest, emitter: Emitter, exc: UpstreamError) -> None:
+        emitter.close()
+        following = request.plan[0]
+        log.info(
+            "request %s: %s/%s failed (%s); trying %s/%s",
+            request.request_id,
+            request.target.provider,
+            request.target.credential,
+            exc.code,
+            following.provider,
+            following.credential,
+        )
+        retry = ExecRequest(
+            request_id=request.request_id,
+            model=request.model,
+            reply=request.reply,
+            deadline=request.deadline,
+            client=request.client,
+            needs=request.needs,
+            body=request.body,
+            target=following,
+            plan=request.plan[1:],
+            attempt=request.attempt + 1,
+            seq=emitter.seq,
+        )
+        await self.bus.publish(EXEC, retry, reply=request.reply, provider=following.provider)
