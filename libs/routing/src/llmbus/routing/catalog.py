@@ -52,13 +52,13 @@ class Catalog:
         """Every routable model name (plain and `provider/model`), in a stable order."""
         return [route for route in self._routes.values() if any(o.provider.credentials for o in route.offers)]
 
-    def resolve(self, model: str, needs: Needs) -> list[Target]:
-        """The failover plan for `model`: every credential of every capable provider,
-        best first. Raises UnknownModel or NoRoute."""
+    def resolve(self, model: str, needs: Needs) -> list[list[Target]]:
+        """The failover plan for `model` as priority tiers: every credential of every
+        capable provider, the highest priority first. Raises UnknownModel or NoRoute."""
         route = self._routes.get(model)
         if route is None:
             raise UnknownModel(model)
-        plan: list[Target] = []
+        tiers: dict[int, list[Target]] = {}
         reasons: list[str] = []
         for offer in route.offers:
             features = offer.provider.features
@@ -71,10 +71,10 @@ class Catalog:
             elif not offer.provider.credentials:
                 reasons.append(f"{offer.provider.name} has no credentials")
             else:
-                plan.extend(offer.targets())
-        if not plan:
+                tiers.setdefault(offer.provider.priority, []).extend(offer.targets())
+        if not tiers:
             raise NoRoute(
                 f"no provider can serve `{model}` for this request: {'; '.join(reasons)}",
                 status=400 if all("credentials" not in r for r in reasons) else 503,
             )
-        return plan
+        return [tiers[priority] for priority in sorted(tiers, reverse=True)]

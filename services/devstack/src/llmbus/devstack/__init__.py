@@ -1,1 +1,1 @@
-"""llmbus devstack."""
+"""`make run`: the whole gateway as local processes."""

@@ -1,0 +1,45 @@
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS ?= never
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: help setup run test lint typecheck format unit e2e bench lock
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## create .venv with every package (pinned in requirements.lock.txt)
+	@scripts/setup.sh
+
+run: setup ## start the whole gateway locally (NATS, Redis, mock upstream, every service)
+	@scripts/ensure-redis.sh
+	@$(PY) -m llmbus.devstack --config config.example.yaml
+
+test: setup lint typecheck ## lint, type-check and run every test
+	@scripts/ensure-redis.sh
+	$(PY) -m pytest -q
+
+lint: setup ## ruff check and format check
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: setup ## mypy --strict on proto, libs and services
+	.venv/bin/mypy proto/src libs/*/src services/*/src
+
+format: setup ## apply ruff's fixes and formatting
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+unit: setup ## unit and contract tests only (no sockets)
+	$(PY) -m pytest -q tests/unit tests/contract
+
+e2e: setup ## end-to-end tests only
+	$(PY) -m pytest -q tests/e2e
+
+bench: setup ## the benchmark (see bench/README.md)
+	$(PY) -m bench
+
+lock: ## re-resolve dependencies and write requirements.lock.txt
+	uv lock --upgrade
+	uv export --no-hashes --all-packages --all-groups --no-header -o requirements.lock.txt >/dev/null

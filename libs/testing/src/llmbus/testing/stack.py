@@ -1,0 +1,121 @@
+"""The whole gateway as processes on one machine: NATS, Redis, the mock upstream and
+every llmbus service, wired together on free ports. Used by `make run` and by the
+end-to-end tests, so both run exactly the same entry points."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmbus.testing.processes import (
+    Process,
+    free_port,
+    port_is_free,
+    start_nats,
+    start_redis,
+    wait_for_http,
+)
+
+__all__ = ["Stack", "StackPorts"]
+
+
+@dataclass
+class StackPorts:
+    edge: int
+    nats: int
+    redis: int
+    mock: int
+
+    @classmethod
+    def pick(cls, *, prefer_defaults: bool) -> StackPorts:
+        def choose(default: int) -> int:
+            return default if prefer_defaults and port_is_free(default) else free_port()
+
+        return cls(edge=choose(8317), nats=choose(4222), redis=choose(6379), mock=choose(8319))
+
+
+@dataclass
+class Stack:
+    config: Path
+    log_dir: Path
+    ports: StackPorts
+    env: Mapping[str, str] = field(default_factory=dict)
+    workers: tuple[str, ...] = ("openai",)
+    processes: dict[str, Process] = field(default_factory=dict)
+    with_infra: bool = True
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports.nats}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.edge}"
+
+    @property
+    def mock_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.mock}"
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            "LLMBUS_CONFIG": str(self.config),
+            "LLMBUS_NATS_URL": self.nats_url,
+            "LLMBUS_REDIS_URL": self.redis_url,
+            "OPENAI_BASE_URL": self.mock_url,
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+
+    def start(self) -> Stack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.with_infra:
+                self.processes["nats"] = start_nats(self.ports.nats, self.log_dir)
+                self.processes["redis"] = start_redis(self.ports.redis, self.log_dir)
+            self.start_service("mock-upstream", "mock_upstream", {"LLMBUS_MOCK_PORT": str(self.ports.mock)})
+            wait_for_http(f"{self.mock_url}/healthz", process=self.processes["mock-upstream"])
+            for name, module in (("auth", "auth"), ("router", "router")):
+                self.start_service(name, module)
+            for family in self.workers:
+                self.start_service(f"worker-{family}", "worker", {"LLMBUS_FAMILY": family})
+            self.start_service("edge", "edge", {"LLMBUS_PORT": str(self.ports.edge), "LLMBUS_HOST": "127.0.0.1"})
+            for name, process in self.processes.items():
+                url = process.env.get("_HEALTH_URL")
+                if url:
+                    wait_for_http(url, process=process)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_service(self, name: str, module: str, env: Mapping[str, str] | None = None) -> Process:
+        merged = {**self.service_env(), **(env or {})}
+        if module == "edge":
+            merged["_HEALTH_URL"] = f"http://127.0.0.1:{merged['LLMBUS_PORT']}/readyz"
+        elif module == "mock_upstream":
+            merged["_HEALTH_URL"] = f"{self.mock_url}/healthz"
+        else:
+            metrics = free_port()
+            merged["LLMBUS_METRICS_PORT"] = str(metrics)
+            merged["_HEALTH_URL"] = f"http://127.0.0.1:{metrics}/healthz"
+        merged.setdefault("OTEL_SERVICE_NAME", f"llmbus-{name}")
+        process = Process(
+            name, [sys.executable, "-m", f"llmbus.{module}"], env=merged, log_path=self.log_dir / f"{name}.log"
+        ).start()
+        self.processes[name] = process
+        return process
+
+    def wait_ready(self, name: str) -> None:
+        process = self.processes[name]
+        wait_for_http(process.env["_HEALTH_URL"], process=process)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+        self.processes.clear()

@@ -1,0 +1,5 @@
+import sys
+
+from llmbus.devstack.main import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The end-to-end stack: every service as its own process, real NATS and Redis, the
+mock upstream; driven with the official SDKs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from llmbus.testing import Stack, StackPorts, start_nats, start_redis
+from tests.e2e.otlp import OtlpReceiver
+
+CLIENT_KEY = "sk-test-client"
+CONFIG = Path(__file__).with_name("config.yaml")
+
+
+@pytest.fixture(scope="session")
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver) -> Iterator[Stack]:
+    ports = StackPorts.pick(prefer_defaults=False)
+    ports.nats = int(nats_url.rsplit(":", 1)[1])
+    ports.redis = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    stack = Stack(
+        config=CONFIG,
+        log_dir=logs_dir / "stack",
+        ports=ports,
+        with_infra=False,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "LLMBUS_PROVIDERS": "openai,flaky",
+            "LLMBUS_ACCEPT_TIMEOUT": "2",
+            "LLMBUS_IDLE_TIMEOUT": "3",
+            "LLMBUS_HEARTBEAT_INTERVAL": "0.5",
+            "LLMBUS_READ_TIMEOUT": "2",
+            "LLMBUS_MOCK_CHUNKS": "5",
+            "LLMBUS_MOCK_HANG_SECONDS": "60",
+        },
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=f"{stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20) as c:
+        yield c
