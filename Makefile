@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS ?= never
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup run test lint typecheck format unit e2e bench lock
+.PHONY: help setup run test lint typecheck format unit e2e bench lock proto-schema
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,3 +43,6 @@ bench: setup ## the benchmark (see bench/README.md)
 lock: ## re-resolve dependencies and write requirements.lock.txt
 	uv lock --upgrade
 	uv export --no-hashes --all-packages --all-groups --no-header -o requirements.lock.txt >/dev/null
+
+proto-schema: setup ## regenerate proto/schema/v1.json after an additive contract change
+	$(PY) -c "import json; from llmbus.proto.schema import schema_document; open('proto/schema/v1.json','w').write(json.dumps(schema_document(), indent=2, sort_keys=True) + '\n')"

@@ -1,0 +1,46 @@
+"""The contract as a JSON Schema document, committed at `proto/schema/v1.json`; a
+contract test fails when the Structs drift from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from llmbus.proto.chat import ChatRequest
+from llmbus.proto.messages import (
+    AnyEvent,
+    BusError,
+    CancelRequest,
+    ExecRequest,
+    KeyEvent,
+    KeyVerifyReply,
+    KeyVerifyRequest,
+    RouteRequest,
+    ServiceHeartbeat,
+)
+
+__all__ = ["MESSAGES", "schema_document"]
+
+MESSAGES: dict[str, Any] = {
+    "ChatRequest": ChatRequest,
+    "RouteRequest": RouteRequest,
+    "ExecRequest": ExecRequest,
+    "Event": AnyEvent,
+    "CancelRequest": CancelRequest,
+    "BusError": BusError,
+    "KeyVerifyRequest": KeyVerifyRequest,
+    "KeyVerifyReply": KeyVerifyReply,
+    "KeyEvent": KeyEvent,
+    "ServiceHeartbeat": ServiceHeartbeat,
+}
+
+
+def schema_document() -> dict[str, Any]:
+    names = list(MESSAGES)
+    schemas, components = msgspec.json.schema_components([MESSAGES[n] for n in names])
+    return {
+        "title": "llmbus bus contract v1",
+        "messages": dict(zip(names, schemas, strict=True)),
+        "$defs": dict(sorted(components.items())),
+    }
