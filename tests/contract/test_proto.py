@@ -9,7 +9,18 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from llmbus.proto import AnyEvent, Delta, Done, Error, ExecRequest, Heartbeat, RouteRequest, Started, Usage, chat_codec
+from llmbus.proto import (
+    AnyEvent,
+    Delta,
+    Done,
+    Error,
+    ExecRequest,
+    Heartbeat,
+    RouteRequest,
+    Started,
+    Usage,
+    chat_codec,
+)
 from llmbus.proto.schema import MESSAGES, schema_document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +49,9 @@ def test_samples_of_the_previous_contract_still_decode(path: Path) -> None:
 
 
 def test_route_request_body_is_forwarded_without_decoding() -> None:
-    route = msgspec.msgpack.decode((Path(__file__).parent / "samples/v1/RouteRequest.msgpack").read_bytes(), type=RouteRequest)
+    route = msgspec.msgpack.decode(
+        (Path(__file__).parent / "samples/v1/RouteRequest.msgpack").read_bytes(), type=RouteRequest
+    )
     assert isinstance(route.body, msgspec.Raw)
     assert chat_codec.decode(route.body).model == "gpt-4o-mini"
 

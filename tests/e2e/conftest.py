@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from llmbus.testing import Stack, StackPorts, start_nats, start_redis
+from llmbus.testing import Stack, StackPorts
 from tests.e2e.otlp import OtlpReceiver
 
 CLIENT_KEY = "sk-test-client"
@@ -54,5 +54,7 @@ def stack(nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver) -> 
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=f"{stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20) as c:
+    async with openai.AsyncOpenAI(
+        base_url=f"{stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20
+    ) as c:
         yield c

@@ -22,7 +22,8 @@ async def test_non_stream_completion_returns_the_upstream_answer(client: openai.
     assert choice.finish_reason == "stop"
     assert choice.message.role == "assistant"
     assert "ping" in (choice.message.content or "")
-    assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > 0
 
 
 async def test_stream_delivers_every_chunk_and_usage_when_asked(client: openai.AsyncOpenAI) -> None:
@@ -39,7 +40,8 @@ async def test_stream_delivers_every_chunk_and_usage_when_asked(client: openai.A
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["stop"]
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
     assert all(c.id == chunks[0].id for c in chunks)
 
 
@@ -52,7 +54,9 @@ async def test_stream_without_include_usage_has_no_usage_chunk(client: openai.As
     assert all(c.usage is None for c in chunks)
 
 
-async def test_mapped_model_is_sent_upstream_under_its_upstream_name(client: openai.AsyncOpenAI, stack: Stack) -> None:
+async def test_mapped_model_is_sent_upstream_under_its_upstream_name(
+    client: openai.AsyncOpenAI, stack: Stack
+) -> None:
     async with httpx.AsyncClient(base_url=stack.mock_url) as mock:
         await mock.post("/__mock__/reset")
         completion = await client.chat.completions.create(
@@ -75,7 +79,10 @@ async def test_tool_calls_stream_through_in_fragments(client: openai.AsyncOpenAI
         }
     ]
     stream = await client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools, stream=True
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=tools,
+        stream=True,
     )
     name = ""
     arguments = ""
@@ -89,7 +96,8 @@ async def test_tool_calls_stream_through_in_fragments(client: openai.AsyncOpenAI
         if chunk.choices and chunk.choices[0].finish_reason:
             finish = chunk.choices[0].finish_reason
     assert name == "get_weather"
-    assert arguments.startswith("{") and arguments.endswith("}")
+    assert arguments.startswith("{")
+    assert arguments.endswith("}")
     assert finish == "tool_calls"
 
 

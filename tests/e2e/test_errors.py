@@ -45,7 +45,9 @@ async def test_malformed_json_is_400(stack: Stack) -> None:
         ({"messages": USER}, "model"),
     ],
 )
-async def test_invalid_body_is_400_naming_the_field(client: openai.AsyncOpenAI, body: dict[str, object], param: str) -> None:
+async def test_invalid_body_is_400_naming_the_field(
+    client: openai.AsyncOpenAI, body: dict[str, object], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await client.post("/chat/completions", body=body, cast_to=httpx.Response)
     assert caught.value.status_code == 400
@@ -95,19 +97,27 @@ async def test_no_worker_for_the_provider_is_503_within_two_seconds(client: open
 @pytest.mark.parametrize("model", ["malformed", "midstream-error", "drop-midstream"])
 async def test_stream_failing_midway_ends_with_an_error_event(client: openai.AsyncOpenAI, model: str) -> None:
     stream = await client.chat.completions.create(model=model, messages=USER, stream=True)  # type: ignore[arg-type]
-    received = []
-    with pytest.raises(openai.APIError) as caught:
+    received: list[object] = []
+
+    async def consume() -> None:
         async for chunk in stream:
             received.append(chunk)
+
+    with pytest.raises(openai.APIError) as caught:
+        await consume()
     assert received, "the first chunks arrive before the failure"
     assert caught.value.message
 
 
 async def test_upstream_that_hangs_mid_stream_ends_with_an_error_event(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(model="hang-midstream", messages=USER, stream=True)  # type: ignore[arg-type]
-    with pytest.raises(openai.APIError):
+
+    async def consume() -> None:
         async for _ in stream:
             pass
+
+    with pytest.raises(openai.APIError):
+        await consume()
 
 
 async def test_unknown_route_is_404_in_openai_format(stack: Stack) -> None:

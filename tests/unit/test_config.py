@@ -18,7 +18,8 @@ def test_example_config_parses_with_its_defaults() -> None:
 
 def test_env_references_are_replaced_and_defaults_apply() -> None:
     config = parse_config(
-        "providers:\n  openai:\n    api_key: ${KEY}\n    endpoint: ${URL:-http://x}\n", environ={"KEY": "sk-real"}
+        "providers:\n  openai:\n    api_key: ${KEY}\n    endpoint: ${URL:-http://x}\n",
+        environ={"KEY": "sk-real"},
     )
     assert config.providers["openai"].credentials() == [CredentialEntry(api_key="sk-real")]
     assert config.providers["openai"].endpoint == "http://x"
@@ -26,7 +27,10 @@ def test_env_references_are_replaced_and_defaults_apply() -> None:
 
 def test_models_accept_names_and_mappings() -> None:
     config = parse_config("providers:\n  openai:\n    models: [a, {name: b, upstream: c}]\n", environ={})
-    assert config.providers["openai"].model_entries() == [ModelEntry(name="a"), ModelEntry(name="b", upstream="c")]
+    assert config.providers["openai"].model_entries() == [
+        ModelEntry(name="a"),
+        ModelEntry(name="b", upstream="c"),
+    ]
 
 
 def test_client_keys_accept_strings_and_named_entries() -> None:
@@ -37,13 +41,25 @@ def test_client_keys_accept_strings_and_named_entries() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("providers:\n  openai:\n    models: [1]\n", "cfg.yaml:3:14: providers.openai.models[0]: Expected `str | object`, got `int`"),
-        ("providers:\n  x:\n    priority: high\n", "cfg.yaml:3:15: providers.x.priority: Expected `int`, got `str`"),
+        (
+            "providers:\n  openai:\n    models: [1]\n",
+            "cfg.yaml:3:14: providers.openai.models[0]: Expected `str | object`, got `int`",
+        ),
+        (
+            "providers:\n  x:\n    priority: high\n",
+            "cfg.yaml:3:15: providers.x.priority: Expected `int`, got `str`",
+        ),
         ("api-keys: 3\n", "cfg.yaml:1:11: api-keys: Expected `array`, got `int`"),
-        ("providers:\n  x:\n    api_key: ${MISSING}\n", "cfg.yaml:3:14: providers.x.api_key: environment variable MISSING is not set"),
+        (
+            "providers:\n  x:\n    api_key: ${MISSING}\n",
+            "cfg.yaml:3:14: providers.x.api_key: environment variable MISSING is not set",
+        ),
         ("providers: [a]\n", "cfg.yaml:1:12: providers: expected a mapping of provider names"),
         ("- a\n", "cfg.yaml: <top>: expected a mapping of keys at the top level"),
-        ("a: [\n", "cfg.yaml:2:1: <top>: not valid YAML: expected the node content, but found '<stream end>'"),
+        (
+            "a: [\n",
+            "cfg.yaml:2:1: <top>: not valid YAML: expected the node content, but found '<stream end>'",
+        ),
     ],
 )
 def test_each_problem_is_one_line_naming_file_key_and_expectation(text: str, expected: str) -> None:
@@ -58,8 +74,8 @@ def test_every_bad_provider_is_reported_at_once() -> None:
     assert len(caught.value.problems) == 2
 
 
-def test_a_missing_file_is_one_clear_line(tmp_path: object) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: <top>: cannot read the file"):
+def test_a_missing_file_is_one_clear_line() -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: <top>: cannot read the file"):
         load_config("nope.yaml")
 
 

@@ -49,7 +49,6 @@ from llmbus.proto.subjects import (
 )
 
 __all__ = [
-    "AnyEvent",
     "AUTH_KEY_EVENTS",
     "AUTH_KEY_VERIFY",
     "CANCEL",
@@ -58,6 +57,7 @@ __all__ = [
     "EXEC",
     "HEALTH",
     "ROUTE",
+    "AnyEvent",
     "BusError",
     "CancelRequest",
     "ChatRequest",

@@ -28,11 +28,11 @@ __all__ = [
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class TextPart(Msg, tag="text", tag_field="type", kw_only=True):
+class TextPart(Msg, tag="text", tag_field="type", frozen=True, kw_only=True):
     text: str
 
 
-class ImagePart(Msg, tag="image_url", tag_field="type", kw_only=True):
+class ImagePart(Msg, tag="image_url", tag_field="type", frozen=True, kw_only=True):
     """An image, either a URL or a `data:<media type>;base64,...` URL."""
 
     url: str
@@ -42,7 +42,7 @@ class ImagePart(Msg, tag="image_url", tag_field="type", kw_only=True):
 ContentPart = TextPart | ImagePart
 
 
-class ToolCall(Msg, kw_only=True):
+class ToolCall(Msg, frozen=True, kw_only=True):
     """A complete tool call made by the assistant; `arguments` is a JSON document as text."""
 
     id: str
@@ -50,7 +50,7 @@ class ToolCall(Msg, kw_only=True):
     arguments: str = ""
 
 
-class Message(Msg, kw_only=True):
+class Message(Msg, frozen=True, kw_only=True):
     role: Role
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -59,7 +59,7 @@ class Message(Msg, kw_only=True):
     reasoning: str | None = None
 
 
-class Tool(Msg, kw_only=True):
+class Tool(Msg, frozen=True, kw_only=True):
     """A function the model may call; `parameters` is a JSON Schema."""
 
     name: str
@@ -68,13 +68,13 @@ class Tool(Msg, kw_only=True):
     strict: bool | None = None
 
 
-class NamedToolChoice(Msg, kw_only=True):
+class NamedToolChoice(Msg, frozen=True, kw_only=True):
     """Forces one named tool."""
 
     name: str
 
 
-class ChatRequest(Msg, kw_only=True):
+class ChatRequest(Msg, frozen=True, kw_only=True):
     """A chat request in the normalized form. `model` is the name the client asked for."""
 
     model: str

@@ -19,13 +19,13 @@ import msgspec
 from llmbus.proto.base import Msg
 
 __all__ = [
+    "AnyEvent",
     "BusError",
     "CancelRequest",
     "Client",
     "Delta",
     "Done",
     "Error",
-    "AnyEvent",
     "Event",
     "ExecRequest",
     "Heartbeat",
@@ -42,14 +42,14 @@ __all__ = [
 ]
 
 
-class Client(Msg, kw_only=True):
+class Client(Msg, frozen=True, kw_only=True):
     """Who sent the request: the client key's id and name, never the key."""
 
     id: str
     name: str = ""
 
 
-class Needs(Msg, kw_only=True):
+class Needs(Msg, frozen=True, kw_only=True):
     """Capabilities the request needs from a provider."""
 
     streaming: bool = False
@@ -57,7 +57,7 @@ class Needs(Msg, kw_only=True):
     vision: bool = False
 
 
-class RouteRequest(Msg, kw_only=True):
+class RouteRequest(Msg, frozen=True, kw_only=True):
     """`llm.v1.route`: a chat request on its way to the router.
 
     `body` is the msgpack-encoded `ChatRequest`; the router never decodes it.
@@ -73,7 +73,7 @@ class RouteRequest(Msg, kw_only=True):
     body: msgspec.Raw
 
 
-class Target(Msg, kw_only=True):
+class Target(Msg, frozen=True, kw_only=True):
     """One step of a failover plan: a provider, one of its credentials, the upstream model."""
 
     provider: str
@@ -81,7 +81,7 @@ class Target(Msg, kw_only=True):
     upstream_model: str
 
 
-class ExecRequest(RouteRequest, kw_only=True):
+class ExecRequest(RouteRequest, frozen=True, kw_only=True):
     """`llm.v1.exec.<provider>`: a routed request for one worker.
 
     `target` is this attempt; `plan` the targets still to try after a retryable failure
@@ -95,7 +95,7 @@ class ExecRequest(RouteRequest, kw_only=True):
     seq: int = 0
 
 
-class ToolCallDelta(Msg, kw_only=True):
+class ToolCallDelta(Msg, frozen=True, kw_only=True):
     """A fragment of a tool call; fragments of one call share `index`."""
 
     index: int
@@ -104,37 +104,37 @@ class ToolCallDelta(Msg, kw_only=True):
     arguments: str = ""
 
 
-class Event(Msg, tag_field="type", kw_only=True):
+class Event(Msg, tag_field="type", frozen=True, kw_only=True):
     """One frame of a reply stream."""
 
     seq: int
 
 
-class Started(Event, tag="started", kw_only=True):
+class Started(Event, tag="started", frozen=True, kw_only=True):
     provider: str
     model: str
     credential: str
     attempt: int = 1
 
 
-class Delta(Event, tag="delta", kw_only=True):
+class Delta(Event, tag="delta", frozen=True, kw_only=True):
     text: str = ""
     reasoning: str = ""
     tool_calls: list[ToolCallDelta] = []
 
 
-class Usage(Event, tag="usage", kw_only=True):
+class Usage(Event, tag="usage", frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
 
 
-class Done(Event, tag="done", kw_only=True):
+class Done(Event, tag="done", frozen=True, kw_only=True):
     finish_reason: str = "stop"
 
 
-class Error(Event, tag="error", kw_only=True):
+class Error(Event, tag="error", frozen=True, kw_only=True):
     """The stream failed. `status` is the HTTP status the client should see."""
 
     status: int
@@ -144,18 +144,18 @@ class Error(Event, tag="error", kw_only=True):
     provider: str = ""
 
 
-class Heartbeat(Event, tag="heartbeat", kw_only=True):
+class Heartbeat(Event, tag="heartbeat", frozen=True, kw_only=True):
     pass
 
 
-class CancelRequest(Msg, kw_only=True):
+class CancelRequest(Msg, frozen=True, kw_only=True):
     """`llm.v1.cancel.<request id>`: the client went away."""
 
     request_id: str
     reason: str = "client disconnected"
 
 
-class BusError(Msg, kw_only=True):
+class BusError(Msg, frozen=True, kw_only=True):
     """Body of an error reply to a bus request; the reply also carries the
     `Llmbus-Error` header with the code."""
 
@@ -164,26 +164,26 @@ class BusError(Msg, kw_only=True):
     message: str
 
 
-class KeyVerifyRequest(Msg, kw_only=True):
+class KeyVerifyRequest(Msg, frozen=True, kw_only=True):
     """`auth.v1.keys.verify`: is this client key valid? Only its SHA-256 travels."""
 
     key_hash: str
 
 
-class KeyVerifyReply(Msg, kw_only=True):
+class KeyVerifyReply(Msg, frozen=True, kw_only=True):
     valid: bool
     client: Client | None = None
     ttl: float = 30.0
 
 
-class KeyEvent(Msg, kw_only=True):
+class KeyEvent(Msg, frozen=True, kw_only=True):
     """`auth.v1.events.keys`: a key was revoked or changed; caches drop it."""
 
     key_hash: str
     action: str = "revoked"
 
 
-class ServiceHeartbeat(Msg, kw_only=True):
+class ServiceHeartbeat(Msg, frozen=True, kw_only=True):
     """`health.v1.<service>`: a service instance is alive."""
 
     service: str

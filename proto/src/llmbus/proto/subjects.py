@@ -11,7 +11,6 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from llmbus.proto.base import Msg
 from llmbus.proto.chat import ChatRequest
 from llmbus.proto.messages import (
     AnyEvent,
@@ -90,7 +89,7 @@ class Topic(Generic[M]):
 class Endpoint(Topic[M], Generic[M, R]):
     """A request/reply subject: the request type and the reply type."""
 
-    reply: Codec[R] = field(default=None)  # type: ignore[assignment]
+    reply: Codec[R] = field(kw_only=True)
 
 
 ROUTE: Topic[RouteRequest] = Topic("llm.v1.route", Codec(RouteRequest), queue="router")

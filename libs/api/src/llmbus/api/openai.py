@@ -51,7 +51,7 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         match = _AT_PATH.search(message)
         param = match.group(1) if match else None
         if param is not None:
-            message = f"{message[: match.start()] if match else message} at `{param}`"  # type: ignore[union-attr]
+            message = f"{message[: match.start()] if match else message} at `{param}`"
         raise InvalidRequest(message, param=param, code="invalid_value") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
@@ -88,7 +88,7 @@ def _normalize(wire: ChatCompletionRequest) -> ChatRequest:
             )
             for t in wire.tools or []
         ],
-        tool_choice=tool_choice,  # type: ignore[arg-type]
+        tool_choice=tool_choice,
         parallel_tool_calls=wire.parallel_tool_calls,
         response_format=wire.response_format,
         reasoning_effort=wire.reasoning_effort,
@@ -163,7 +163,7 @@ class ChunkWriter:
 
     The part of each chunk before the delta is encoded once per stream."""
 
-    __slots__ = ("_head", "_id", "_model", "_created", "_tail_null", "include_usage")
+    __slots__ = ("_created", "_head", "_id", "_model", "_tail_null", "include_usage")
 
     def __init__(
         self, completion_id: str, model: str, include_usage: bool, created: int | None = None

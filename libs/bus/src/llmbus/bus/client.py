@@ -41,7 +41,8 @@ Delivery = NatsMsg
 def is_no_responders(msg: NatsMsg) -> bool:
     """True for the empty status-503 message NATS sends to a reply inbox when a publish
     found no subscriber."""
-    return not msg.data and bool(msg.headers) and msg.headers.get("Status") == "503"
+    headers = msg.headers
+    return not msg.data and headers is not None and headers.get("Status") == "503"
 
 
 async def connect(url: str, name: str, timeout: float = 10.0) -> Bus:
@@ -209,9 +210,9 @@ class Bus:
         self._subscriptions.append(sub)
         return sub
 
-    async def flush(self, timeout: float = 2.0) -> None:
+    async def flush(self, timeout: int = 2) -> None:
         try:
-            await self.nc.flush(timeout=timeout)
+            await self.nc.flush(timeout=max(1, round(timeout)))
         except (NatsTimeout, ConnectionClosedError) as exc:
             raise BusUnavailable(f"flush failed: {exc}") from None
 
@@ -220,7 +221,7 @@ class Bus:
         for sub in self._subscriptions:
             try:
                 await sub.unsubscribe()
-            except Exception:  # noqa: S110 - best effort on shutdown
+            except Exception:
                 pass
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -20,7 +20,7 @@ class SSEEvent:
 class SSEDecoder:
     """Feed bytes, get complete events."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry", "_pending_cr")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr", "_retry")
 
     def __init__(self) -> None:
         self._buffer = b""

@@ -83,7 +83,7 @@ class Process:
 
     def start(self) -> Process:
         env = {**os.environ, **self.env}
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.popen = subprocess.Popen(
                 list(self.argv), env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
@@ -153,7 +153,7 @@ def wait_for_http(url: str, timeout: float = 30.0, process: Process | None = Non
         if process is not None:
             process.check_alive()
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - local URL
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError) as exc:

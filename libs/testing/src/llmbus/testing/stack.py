@@ -84,8 +84,10 @@ class Stack:
                 self.start_service(name, module)
             for family in self.workers:
                 self.start_service(f"worker-{family}", "worker", {"LLMBUS_FAMILY": family})
-            self.start_service("edge", "edge", {"LLMBUS_PORT": str(self.ports.edge), "LLMBUS_HOST": "127.0.0.1"})
-            for name, process in self.processes.items():
+            self.start_service(
+                "edge", "edge", {"LLMBUS_PORT": str(self.ports.edge), "LLMBUS_HOST": "127.0.0.1"}
+            )
+            for process in self.processes.values():
                 url = process.env.get("_HEALTH_URL")
                 if url:
                     wait_for_http(url, process=process)
@@ -106,7 +108,10 @@ class Stack:
             merged["_HEALTH_URL"] = f"http://127.0.0.1:{metrics}/healthz"
         merged.setdefault("OTEL_SERVICE_NAME", f"llmbus-{name}")
         process = Process(
-            name, [sys.executable, "-m", f"llmbus.{module}"], env=merged, log_path=self.log_dir / f"{name}.log"
+            name,
+            [sys.executable, "-m", f"llmbus.{module}"],
+            env=merged,
+            log_path=self.log_dir / f"{name}.log",
         ).start()
         self.processes[name] = process
         return process

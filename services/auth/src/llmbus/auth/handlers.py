@@ -20,7 +20,8 @@ class AuthHandlers:
             client = await self.keys.lookup(request.key_hash)
         except KeyStoreUnavailable:
             await self.bus.respond_error(
-                delivery, BusError(status=503, code="auth_store_unavailable", message="the key store is unavailable")
+                delivery,
+                BusError(status=503, code="auth_store_unavailable", message="the key store is unavailable"),
             )
             return
         reply = KeyVerifyReply(valid=client is not None, client=client, ttl=self.cache_ttl if client else 5.0)

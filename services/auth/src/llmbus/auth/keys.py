@@ -20,6 +20,10 @@ _PREFIX = "llmbus:key:"
 _CONFIG_SET = "llmbus:keys:config"
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -34,24 +38,30 @@ class KeyStore:
 
     async def lookup(self, key_hash: str) -> Client | None:
         try:
-            record = await self._redis.hgetall(_PREFIX + key_hash)
+            raw = await self._redis.hgetall(_PREFIX + key_hash)
         except RedisError as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from None
-        if not record or record.get(b"revoked") == b"1":
+        record = {_text(k): _text(v) for k, v in raw.items()}
+        if not record or record.get("revoked") == "1" or "id" not in record:
             return None
-        return Client(id=record[b"id"].decode(), name=record.get(b"name", b"").decode())
+        return Client(id=record["id"], name=record.get("name", ""))
 
     async def sync_config_keys(self, keys: list[tuple[str, str]]) -> list[str]:
         """Make the config file's keys (`(key, name)` pairs) valid and revoke config keys
         no longer listed. Returns the hashes revoked."""
         wanted = {hash_key(key): name for key, name in keys}
         try:
-            previous = {h.decode() for h in await self._redis.smembers(_CONFIG_SET)}
+            previous = {_text(h) for h in await self._redis.smembers(_CONFIG_SET)}
             async with self._redis.pipeline(transaction=True) as pipe:
                 for key_hash, name in wanted.items():
                     pipe.hset(
                         _PREFIX + key_hash,
-                        mapping={"id": f"key_{key_hash[:12]}", "name": name, "source": "config", "revoked": "0"},
+                        mapping={
+                            "id": f"key_{key_hash[:12]}",
+                            "name": name,
+                            "source": "config",
+                            "revoked": "0",
+                        },
                     )
                     pipe.hsetnx(_PREFIX + key_hash, "created", str(int(time.time())))
                     pipe.sadd(_CONFIG_SET, key_hash)

@@ -36,7 +36,9 @@ async def _wait_for_redis(redis: Redis, timeout: float = 30.0) -> None:
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
     async with AsyncExitStack() as stack:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15)
+        redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
+        )
         stack.push_async_callback(redis.aclose)
         await _wait_for_redis(redis)
         keys = KeyStore(redis)

@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
     except MissingBinary as exc:
-        print(f"llmbus: {exc}. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`).", file=sys.stderr)
+        print(
+            f"llmbus: {exc}. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`).",
+            file=sys.stderr,
+        )
         return 1
     except (RuntimeError, TimeoutError) as exc:
         print(f"llmbus: failed to start: {exc}\nlogs: {log_dir}", file=sys.stderr)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  logs        {log_dir}\n\n"
         f"  curl {stack.base_url}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n"
         f"       -H 'Content-Type: application/json' \\\n"
-        f"       -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n\n"
+        f'       -d \'{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}\'\n\n'
         f"Ctrl-C stops everything.",
         flush=True,
     )

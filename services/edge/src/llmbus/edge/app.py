@@ -27,7 +27,9 @@ ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]
 
 def _error_response(error: ApiError) -> Response:
     headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after else None
-    return Response(openai_error_body(error), status_code=error.status, media_type="application/json", headers=headers)
+    return Response(
+        openai_error_body(error), status_code=error.status, media_type="application/json", headers=headers
+    )
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:
@@ -38,7 +40,9 @@ async def _api_error(_: Request, exc: Exception) -> Response:
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return _error_response(NotFound("Unknown request URL. Please check the URL and method.", code="unknown_url"))
+        return _error_response(
+            NotFound("Unknown request URL. Please check the URL and method.", code="unknown_url")
+        )
     return _error_response(error_from_status(exc.status_code, str(exc.detail)))
 
 

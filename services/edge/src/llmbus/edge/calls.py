@@ -13,8 +13,21 @@ import uuid
 import msgspec
 
 from llmbus.api import ApiError, GatewayTimeout, Unavailable, UpstreamFailed, error_from_status
-from llmbus.bus import Bus, BusFailure, Inbox, StreamInbox, is_no_responders
-from llmbus.proto import CANCEL, EVENTS, ROUTE, AnyEvent, CancelRequest, ChatRequest, Client, Error, Heartbeat, Needs, RouteRequest, chat_codec
+from llmbus.bus import Bus, BusFailure, Delivery, Inbox, StreamInbox, is_no_responders
+from llmbus.proto import (
+    CANCEL,
+    EVENTS,
+    ROUTE,
+    AnyEvent,
+    CancelRequest,
+    ChatRequest,
+    Client,
+    Error,
+    Heartbeat,
+    Needs,
+    RouteRequest,
+    chat_codec,
+)
 
 __all__ = ["Call"]
 
@@ -81,7 +94,9 @@ class Call:
             try:
                 event = EVENTS.decode(msg.data)
             except msgspec.DecodeError:
-                raise UpstreamFailed("a malformed frame arrived on the reply stream", code="bad_frame") from None
+                raise UpstreamFailed(
+                    "a malformed frame arrived on the reply stream", code="bad_frame"
+                ) from None
             if event.seq != self._seq:
                 raise UpstreamFailed(
                     f"the reply stream lost frames (expected {self._seq}, got {event.seq})", code="stream_gap"
@@ -94,17 +109,20 @@ class Call:
                 self.finished = True
             return event
 
-    async def _wait(self, queue: StreamInbox) -> object:
+    async def _wait(self, queue: StreamInbox) -> Delivery:
         remaining = self._deadline - time.monotonic()
         timeout = min(self._idle_timeout if self.accepted else self._accept_timeout, remaining)
         try:
             return await asyncio.wait_for(queue.get(), max(timeout, 0.0))
         except TimeoutError:
             if time.monotonic() >= self._deadline:
-                raise GatewayTimeout("the request did not finish within its deadline", code="deadline_exceeded") from None
+                raise GatewayTimeout(
+                    "the request did not finish within its deadline", code="deadline_exceeded"
+                ) from None
             if not self.accepted:
                 raise Unavailable(
-                    f"no llmbus worker took the request for `{self.chat.model}` within {self._accept_timeout:g}s",
+                    f"no llmbus worker took the request for `{self.chat.model}` "
+                    f"within {self._accept_timeout:g}s",
                     code="no_worker_available",
                 ) from None
             raise GatewayTimeout("the worker stopped responding", code="worker_timeout") from None
@@ -116,7 +134,12 @@ class Call:
         self._inbox_cm.__exit__(None, None, None)
         if not self.finished:
             try:
-                await self.bus.publish(CANCEL, CancelRequest(request_id=self.request_id), request_id=self.request_id, traced=False)
+                await self.bus.publish(
+                    CANCEL,
+                    CancelRequest(request_id=self.request_id),
+                    request_id=self.request_id,
+                    traced=False,
+                )
             except BusFailure:
                 pass
 

@@ -36,11 +36,15 @@ class KeyCache:
             client = cached[1]
         else:
             try:
-                reply = await self._bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash=key_hash), timeout=2.0)
+                reply = await self._bus.request(
+                    AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash=key_hash), timeout=2.0
+                )
             except RemoteError as exc:
                 raise Unavailable(f"cannot check the API key: {exc.message}", code=exc.code) from None
             except BusFailure:
-                raise Unavailable("cannot check the API key: the auth service is unavailable", code="auth_unavailable") from None
+                raise Unavailable(
+                    "cannot check the API key: the auth service is unavailable", code="auth_unavailable"
+                ) from None
             client = reply.client if reply.valid else None
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()

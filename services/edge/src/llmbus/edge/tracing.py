@@ -23,7 +23,11 @@ class TracingMiddleware:
         if scope["type"] != "http" or scope["path"] in _UNTRACED:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"traceparent", b"tracestate")}
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope["headers"]
+            if k in (b"traceparent", b"tracestate")
+        }
         name = f"{scope['method']} {scope['path']}"
         with _tracer.start_as_current_span(name, context=extract(headers), kind=SpanKind.SERVER) as span:
             span.set_attribute("http.request.method", scope["method"])

@@ -10,7 +10,14 @@ from fastapi.responses import Response, StreamingResponse
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-from llmbus.api import ApiError, ChunkWriter, CompletionBuilder, InvalidRequest, decode_chat_request, openai_error_body
+from llmbus.api import (
+    ApiError,
+    ChunkWriter,
+    CompletionBuilder,
+    InvalidRequest,
+    decode_chat_request,
+    openai_error_body,
+)
 from llmbus.edge.calls import Call, raise_for
 from llmbus.edge.deps import Authenticated, Context
 from llmbus.proto import Delta, Done, Error, Started, Usage
@@ -70,9 +77,7 @@ async def chat_completions(request: Request, context: Context, client: Authentic
         await call.close()
         raise
     if chat.stream:
-        return StreamingResponse(
-            _stream(call, started), media_type="text/event-stream", headers=_SSE_HEADERS
-        )
+        return StreamingResponse(_stream(call, started), media_type="text/event-stream", headers=_SSE_HEADERS)
     try:
         return Response(await _collect(call, first), media_type="application/json")
     finally:

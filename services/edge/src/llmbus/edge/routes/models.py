@@ -48,4 +48,6 @@ async def get_model(model: str, context: Context, _: Authenticated) -> Response:
     for item in _listing(context):
         if item.id == model:
             return Response(_encode(item), media_type="application/json")
-    raise NotFound(f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found")
+    raise NotFound(
+        f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+    )
