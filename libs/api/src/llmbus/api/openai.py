@@ -148,7 +148,9 @@ def to_wire_messages(messages: list[Message]) -> list[RequestMessage]:
                 content=content,
                 name=message.name,
                 tool_calls=[
-                    ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
+                    ToolCall(
+                        id=c.id, type="function", function=FunctionCall(name=c.name, arguments=c.arguments)
+                    )
                     for c in message.tool_calls
                 ]
                 or None,
@@ -269,6 +271,7 @@ class CompletionBuilder:
         calls = [
             ToolCall(
                 id=self._call_meta[i][0],
+                type="function",
                 function=FunctionCall(name=self._call_meta[i][1], arguments="".join(p)),
             )
             for i, p in sorted(self._calls.items())

@@ -61,7 +61,7 @@ class FunctionCall(_In, kw_only=True):
 
 class ToolCall(_In, kw_only=True):
     id: str
-    type: Literal["function"] = "function"
+    type: Literal["function"]
     function: FunctionCall
 
 
@@ -82,7 +82,7 @@ class FunctionDefinition(_In, kw_only=True):
 
 
 class ToolDefinition(_In, kw_only=True):
-    type: Literal["function"] = "function"
+    type: Literal["function"]
     function: FunctionDefinition
 
 
@@ -91,7 +91,7 @@ class ToolChoiceFunction(_In, kw_only=True):
 
 
 class NamedToolChoice(_In, kw_only=True):
-    type: Literal["function"] = "function"
+    type: Literal["function"]
     function: ToolChoiceFunction
 
 

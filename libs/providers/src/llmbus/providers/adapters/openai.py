@@ -65,7 +65,7 @@ class OpenAICompatible:
     ) -> tuple[str, dict[str, str], bytes]:
         tool_choice: Any = chat.tool_choice
         if isinstance(tool_choice, NormalizedNamedChoice):
-            tool_choice = NamedToolChoice(function=ToolChoiceFunction(name=tool_choice.name))
+            tool_choice = NamedToolChoice(type="function", function=ToolChoiceFunction(name=tool_choice.name))
         wire = ChatCompletionRequest(
             model=upstream_model,
             messages=to_wire_messages(chat.messages),
@@ -81,9 +81,10 @@ class OpenAICompatible:
             user=chat.user,
             tools=[
                 ToolDefinition(
+                    type="function",
                     function=FunctionDefinition(
                         name=t.name, description=t.description, parameters=t.parameters, strict=t.strict
-                    )
+                    ),
                 )
                 for t in chat.tools
             ]
