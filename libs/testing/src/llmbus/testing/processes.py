@@ -163,7 +163,9 @@ def wait_for_http(url: str, timeout: float = 30.0, process: Process | None = Non
 
 
 def start_nats(port: int, log_dir: Path, monitor_port: int | None = None) -> Process:
-    argv = [find_binary("nats-server"), "-a", "127.0.0.1", "-p", str(port), "--max_payload", "8MB"]
+    conf = log_dir / f"nats-{port}.conf"
+    conf.write_text("max_payload: 8MB\n")
+    argv = [find_binary("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-c", str(conf)]
     if monitor_port:
         argv += ["-m", str(monitor_port)]
     process = Process("nats", argv, log_path=log_dir / "nats.log").start()

@@ -1,0 +1,123 @@
+"""The bus mechanics the design relies on, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from llmbus.bus import Bus, BusTimeout, Delivery, Inbox, NoResponders, RemoteError, connect, is_no_responders
+from llmbus.proto import (
+    AUTH_KEY_VERIFY,
+    EVENTS,
+    EXEC,
+    BusError,
+    Client,
+    Delta,
+    ExecRequest,
+    KeyVerifyReply,
+    KeyVerifyRequest,
+    Target,
+)
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    bus = await connect(nats_url, name="test")
+    yield bus
+    await bus.drain()
+
+
+def _exec(reply: str) -> ExecRequest:
+    return ExecRequest(
+        request_id="r",
+        model="m",
+        reply=reply,
+        deadline=0,
+        client=Client(id="c"),
+        body=msgspec.Raw(b"\x80"),
+        target=Target(provider="nobody-serves-this", credential="k", upstream_model="m"),
+    )
+
+
+async def test_publish_to_a_subject_without_subscribers_returns_503_to_the_inbox(bus: Bus) -> None:
+    inbox = Inbox(bus)
+    await inbox.start()
+    with inbox.open("r") as (reply, queue):
+        await bus.publish(EXEC, _exec(reply), reply=reply, provider="nobody-serves-this")
+        message = await asyncio.wait_for(queue.get(), 2)
+    assert is_no_responders(message)
+
+
+async def test_inbox_delivers_frames_in_publish_order(bus: Bus) -> None:
+    inbox = Inbox(bus)
+    await inbox.start()
+    with inbox.open("ordered") as (reply, queue):
+        for seq in range(500):
+            await bus.publish_raw(reply, EVENTS.encode(Delta(seq=seq, text="x")))
+        seqs = [EVENTS.decode((await asyncio.wait_for(queue.get(), 2)).data).seq for _ in range(500)]
+    assert seqs == list(range(500))
+
+
+async def test_request_reply_round_trip_and_error_header(bus: Bus) -> None:
+    async def handler(request: KeyVerifyRequest, delivery: Delivery) -> None:
+        if request.key_hash == "bad":
+            await bus.respond_error(delivery, BusError(status=503, code="down", message="store down"))
+        else:
+            await bus.respond(delivery, AUTH_KEY_VERIFY, KeyVerifyReply(valid=True, client=Client(id="c1")))
+
+    await bus.subscribe(AUTH_KEY_VERIFY, handler, queue="auth")
+    reply = await bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="good"), timeout=2)
+    assert reply.client == Client(id="c1")
+    with pytest.raises(RemoteError) as caught:
+        await bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="bad"), timeout=2)
+    assert (caught.value.status, caught.value.code) == (503, "down")
+
+
+async def test_request_without_responders_fails_at_once(nats_url: str) -> None:
+    bus = await connect(nats_url, name="lonely")
+    try:
+        with pytest.raises(NoResponders):
+            await bus.request(
+                AUTH_KEY_VERIFY,
+                KeyVerifyRequest(key_hash="x"),
+                timeout=2,
+            )
+    finally:
+        await bus.drain()
+
+
+async def test_request_to_a_silent_handler_times_out(bus: Bus) -> None:
+    async def silent(request: KeyVerifyRequest, delivery: Delivery) -> None:
+        await asyncio.sleep(0.6)
+
+    sub = await bus.subscribe(AUTH_KEY_VERIFY, silent, subject="auth.v1.keys.verify")
+    try:
+        with pytest.raises(BusTimeout):
+            await bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="x"), timeout=0.3)
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_slow_handlers_run_concurrently(bus: Bus) -> None:
+    running = 0
+    peak = 0
+
+    async def slow(request: KeyVerifyRequest, delivery: Delivery) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+        await bus.respond(delivery, AUTH_KEY_VERIFY, KeyVerifyReply(valid=False))
+
+    sub = await bus.subscribe(AUTH_KEY_VERIFY, slow, subject="auth.v1.keys.verify")
+    try:
+        await asyncio.gather(
+            *(bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash=str(i)), timeout=2) for i in range(5))
+        )
+    finally:
+        await sub.unsubscribe()
+    assert peak == 5
