@@ -212,7 +212,7 @@ class Bus:
 
     async def flush(self, timeout: int = 2) -> None:
         try:
-            await self.nc.flush(timeout=max(1, round(timeout)))
+            await self.nc.flush(timeout=max(1, timeout))
         except (NatsTimeout, ConnectionClosedError) as exc:
             raise BusUnavailable(f"flush failed: {exc}") from None
 

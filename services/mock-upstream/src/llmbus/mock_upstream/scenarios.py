@@ -1,0 +1,51 @@
+"""Scripted upstream behaviours, picked per request.
+
+A scenario is chosen, in this order, by the one forced through the admin API, by a
+scenario name inside the upstream model name (`error-500`, `hang`, ...) or inside the
+bearer key (`sk-error-429-upstream`). Anything else gets a normal answer, so the mock
+serves real model names unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Scenario", "pick_scenario"]
+
+
+class Scenario(enum.StrEnum):
+    OK = "ok"
+    ERROR_400 = "error-400"
+    ERROR_401 = "error-401"
+    ERROR_429 = "error-429"
+    ERROR_500 = "error-500"
+    ERROR_503 = "error-503"
+    HANG = "hang"
+    """Accept the request, then send nothing at all."""
+    HANG_MIDSTREAM = "hang-midstream"
+    """Send the first chunks, then go silent."""
+    MALFORMED_SSE = "malformed-sse"
+    """Send the first chunks, then a data line that is not JSON."""
+    MIDSTREAM_ERROR = "midstream-error"
+    """Send the first chunks, then an `error` object in the stream, as OpenAI does."""
+    DROP_MIDSTREAM = "drop-midstream"
+    """Send the first chunks, then close the connection without `[DONE]`."""
+    SLOW = "slow"
+    """A normal answer, with a pause before every chunk."""
+
+
+# Longest names first so that `hang-midstream` is not taken for `hang`.
+_BY_LENGTH = sorted((s for s in Scenario if s is not Scenario.OK), key=lambda s: -len(s.value))
+
+
+def _find(text: str) -> Scenario | None:
+    for scenario in _BY_LENGTH:
+        if scenario.value in text:
+            return scenario
+    return None
+
+
+def pick_scenario(forced: Scenario | None, model: str, api_key: str) -> Scenario:
+    if forced is not None:
+        return forced
+    return _find(model) or _find(api_key) or Scenario.OK
