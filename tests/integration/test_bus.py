@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -10,7 +11,6 @@ import pytest
 
 from llmbus.bus import Bus, BusTimeout, Delivery, Inbox, NoResponders, RemoteError, connect, is_no_responders
 from llmbus.proto import (
-    AUTH_KEY_VERIFY,
     EVENTS,
     EXEC,
     BusError,
@@ -20,6 +20,13 @@ from llmbus.proto import (
     KeyVerifyReply,
     KeyVerifyRequest,
     Target,
+)
+from llmbus.proto.subjects import Codec, Endpoint
+
+# A request/reply endpoint of these tests alone: the session's NATS server is shared with
+# the end-to-end stack, whose auth service answers on the real subjects.
+VERIFY: Endpoint[KeyVerifyRequest, KeyVerifyReply] = Endpoint(
+    f"test.{secrets.token_hex(4)}.keys.verify", Codec(KeyVerifyRequest), reply=Codec(KeyVerifyReply)
 )
 
 
@@ -66,13 +73,13 @@ async def test_request_reply_round_trip_and_error_header(bus: Bus) -> None:
         if request.key_hash == "bad":
             await bus.respond_error(delivery, BusError(status=503, code="down", message="store down"))
         else:
-            await bus.respond(delivery, AUTH_KEY_VERIFY, KeyVerifyReply(valid=True, client=Client(id="c1")))
+            await bus.respond(delivery, VERIFY, KeyVerifyReply(valid=True, client=Client(id="c1")))
 
-    await bus.subscribe(AUTH_KEY_VERIFY, handler, queue="auth")
-    reply = await bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="good"), timeout=2)
+    await bus.subscribe(VERIFY, handler, queue="auth")
+    reply = await bus.request(VERIFY, KeyVerifyRequest(key_hash="good"), timeout=2)
     assert reply.client == Client(id="c1")
     with pytest.raises(RemoteError) as caught:
-        await bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="bad"), timeout=2)
+        await bus.request(VERIFY, KeyVerifyRequest(key_hash="bad"), timeout=2)
     assert (caught.value.status, caught.value.code) == (503, "down")
 
 
@@ -81,7 +88,7 @@ async def test_request_without_responders_fails_at_once(nats_url: str) -> None:
     try:
         with pytest.raises(NoResponders):
             await bus.request(
-                AUTH_KEY_VERIFY,
+                VERIFY,
                 KeyVerifyRequest(key_hash="x"),
                 timeout=2,
             )
@@ -93,10 +100,10 @@ async def test_request_to_a_silent_handler_times_out(bus: Bus) -> None:
     async def silent(request: KeyVerifyRequest, delivery: Delivery) -> None:
         await asyncio.sleep(0.6)
 
-    sub = await bus.subscribe(AUTH_KEY_VERIFY, silent, subject="auth.v1.keys.verify")
+    sub = await bus.subscribe(VERIFY, silent, subject=VERIFY.pattern)
     try:
         with pytest.raises(BusTimeout):
-            await bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="x"), timeout=0.3)
+            await bus.request(VERIFY, KeyVerifyRequest(key_hash="x"), timeout=0.3)
     finally:
         await sub.unsubscribe()
 
@@ -111,12 +118,12 @@ async def test_slow_handlers_run_concurrently(bus: Bus) -> None:
         peak = max(peak, running)
         await asyncio.sleep(0.2)
         running -= 1
-        await bus.respond(delivery, AUTH_KEY_VERIFY, KeyVerifyReply(valid=False))
+        await bus.respond(delivery, VERIFY, KeyVerifyReply(valid=False))
 
-    sub = await bus.subscribe(AUTH_KEY_VERIFY, slow, subject="auth.v1.keys.verify")
+    sub = await bus.subscribe(VERIFY, slow, subject=VERIFY.pattern)
     try:
         await asyncio.gather(
-            *(bus.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash=str(i)), timeout=2) for i in range(5))
+            *(bus.request(VERIFY, KeyVerifyRequest(key_hash=str(i)), timeout=2) for i in range(5))
         )
     finally:
         await sub.unsubscribe()

@@ -46,7 +46,9 @@ async def test_non_stream_answer_echoes_the_last_user_message(sdk: openai.AsyncO
     assert completion.choices[0].message.content == "Mock answer to: hello there"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert (
+        completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
 
 
 async def test_stream_has_role_chunk_content_chunks_finish_and_usage(sdk: openai.AsyncOpenAI) -> None:
@@ -85,7 +87,10 @@ async def test_tool_call_is_streamed_in_fragments(sdk: openai.AsyncOpenAI) -> No
             "type": "function",
             "function": {
                 "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}},
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                },
             },
         }
     ]
@@ -171,10 +176,14 @@ async def test_missing_messages_is_400_naming_the_parameter(http: httpx2.AsyncCl
 @pytest.mark.parametrize("model", ["midstream-error", "malformed-sse"])
 async def test_streams_that_fail_midway_fail_in_the_sdk(sdk: openai.AsyncOpenAI, model: str) -> None:
     stream = await sdk.chat.completions.create(model=model, messages=USER, stream=True)  # type: ignore[arg-type]
-    received = []
-    with pytest.raises((openai.APIError, ValueError)):
+    received: list[object] = []
+
+    async def consume() -> None:
         async for chunk in stream:
             received.append(chunk)
+
+    with pytest.raises((openai.APIError, ValueError)):
+        await consume()
     assert received
 
 

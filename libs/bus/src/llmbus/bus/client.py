@@ -109,9 +109,15 @@ class Bus:
         traced: bool = True,
         **tokens: str,
     ) -> None:
-        await self.publish_raw(
-            topic.subject(**tokens), topic.codec.encode(message), reply=reply, traced=traced
-        )
+        subject = topic.subject(**tokens)
+        data = topic.codec.encode(message)
+        if not traced:
+            await self.publish_raw(subject, data, reply=reply)
+            return
+        with _tracer.start_as_current_span(f"publish {topic.pattern}", kind=SpanKind.PRODUCER) as span:
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.destination.name", subject)
+            await self.publish_raw(subject, data, reply=reply, traced=True)
 
     async def publish_raw(self, subject: str, data: bytes, *, reply: str = "", traced: bool = False) -> None:
         """Publish encoded bytes; used for stream frames (untraced, one task per stream)."""

@@ -65,7 +65,16 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
             app.state.context = await make_context(settings, stack)
             yield
 
-    app = FastAPI(title="llmbus", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="llmbus",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        # One lean server span per request (TracingMiddleware) instead of FastAPI's own
+        # telemetry, which adds spans per dependency and records request bodies.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     app.include_router(chat.router)
     app.include_router(models.router)
     app.include_router(health.router)

@@ -114,7 +114,9 @@ def _split(text: str, parts: int) -> list[str]:
 
 def _check_body(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise _Reply(400, wire.error_body("Invalid request body: expected a JSON object.", "invalid_request_error"))
+        raise _Reply(
+            400, wire.error_body("Invalid request body: expected a JSON object.", "invalid_request_error")
+        )
     if not isinstance(body.get("model"), str):
         raise _Reply(
             400,
@@ -149,7 +151,9 @@ def _scenario_error(scenario: Scenario, model: str, key: str) -> _Reply | None:
         hint = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
         return _Reply(
             401,
-            wire.error_body(f"Incorrect API key provided: {hint}.", "invalid_request_error", "invalid_api_key"),
+            wire.error_body(
+                f"Incorrect API key provided: {hint}.", "invalid_request_error", "invalid_api_key"
+            ),
         )
     if scenario is Scenario.ERROR_429:
         return _Reply(

@@ -1,0 +1,1 @@
+"""The llmbus benchmark (not a test): added latency and throughput beside the upstream."""
