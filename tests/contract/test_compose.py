@@ -80,7 +80,7 @@ class Service(msgspec.Struct, forbid_unknown_fields=True):
 class ComposeFile(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     services: dict[str, Service]
-    volumes: dict[str, None | dict[str, Any]] = {}
+    volumes: dict[str, dict[str, Any] | None] = {}
 
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
@@ -130,7 +130,8 @@ def test_the_gateway_and_its_infrastructure_are_all_there() -> None:
 def test_every_command_is_an_entry_point_the_image_installs(name: str) -> None:
     module = _module(OURS[name])
     spec = importlib.util.find_spec(f"llmbus.{module}.__main__")
-    assert spec is not None and spec.origin is not None, f"{name}: llmbus.{module} has no __main__"
+    assert spec is not None, f"{name}: llmbus.{module} has no __main__"
+    assert spec.origin is not None
     package_dir = Path(spec.origin).resolve().parents[3].relative_to(ROOT)
     assert f"./{package_dir}" in DOCKERFILE.read_text(), f"the Dockerfile does not install {package_dir}"
 
@@ -144,9 +145,9 @@ def test_every_variable_set_is_read_by_the_service(name: str) -> None:
     config_vars = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", config_text))
     reads_config = "LLMBUS_CONFIG" in reads
     for var in service.environment:
-        assert (
-            var in reads or var in OTEL_VARS or (reads_config and var in config_vars)
-        ), f"{name} sets {var}, which it never reads"
+        assert var in reads or var in OTEL_VARS or (reads_config and var in config_vars), (
+            f"{name} sets {var}, which it never reads"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(OURS))
