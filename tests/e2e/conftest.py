@@ -38,9 +38,12 @@ def stack(nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver) -> 
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "LLMBUS_PROVIDERS": "openai,flaky",
             "LLMBUS_ACCEPT_TIMEOUT": "2",
-            "LLMBUS_IDLE_TIMEOUT": "3",
-            "LLMBUS_HEARTBEAT_INTERVAL": "0.5",
-            "LLMBUS_READ_TIMEOUT": "2",
+            # The edge gives up on a worker silent for 1.5 s; workers send heartbeats every
+            # 0.3 s while the upstream is silent, and give up on it after 4 s.
+            "LLMBUS_IDLE_TIMEOUT": "1.5",
+            "LLMBUS_HEARTBEAT_INTERVAL": "0.3",
+            "LLMBUS_READ_TIMEOUT": "4",
+            "LLMBUS_MOCK_SLOW_START_SECONDS": "2.5",
             "LLMBUS_MOCK_CHUNKS": "5",
             "LLMBUS_MOCK_HANG_SECONDS": "60",
         },

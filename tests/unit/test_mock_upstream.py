@@ -223,3 +223,14 @@ async def test_models_list_and_lookup(sdk: openai.AsyncOpenAI) -> None:
     assert (await sdk.models.retrieve("gpt-4o")).id == "gpt-4o"
     with pytest.raises(openai.NotFoundError):
         await sdk.models.retrieve("no-such-model")
+
+
+async def test_outcome_is_recorded(http: httpx2.AsyncClient) -> None:
+    auth = {"Authorization": "Bearer k"}
+    await http.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": USER}, headers=auth)
+    await http.post("/v1/chat/completions", json={"model": "error-500", "messages": USER}, headers=auth)
+    await http.post(
+        "/v1/chat/completions", json={"model": "gpt-4o", "messages": USER, "stream": True}, headers=auth
+    )
+    recorded = (await http.get("/__mock__/requests")).json()
+    assert [r["outcome"] for r in recorded] == ["completed", "rejected", "completed"]

@@ -6,7 +6,9 @@ tools. Scenarios (see `scenarios.py`) script failures: error statuses with OpenA
 bodies, hangs, malformed SSE, errors and dropped connections mid-stream.
 
 The admin API under `/__mock__/` lets tests look at what the gateway sent:
-`GET requests`, `POST reset`, `POST scenario` (`{"scenario": "error-500"}` or null).
+`GET requests` (each with its body and its `outcome`: `rejected`, `streaming`,
+`completed`, or `aborted` when the caller went away first), `POST reset`, `POST scenario`
+(`{"scenario": "error-500"}` or null).
 """
 
 from __future__ import annotations
@@ -193,15 +195,15 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             body = _decode(raw)
         except msgspec.DecodeError:
             body = None
-        state.requests.append(
-            {
-                "method": request.method,
-                "path": request.url.path,
-                "headers": {k: v for k, v in request.headers.items() if k != "authorization"},
-                "key_fingerprint": _fingerprint(key) if key else None,
-                "body": body,
-            }
-        )
+        record: dict[str, Any] = {
+            "method": request.method,
+            "path": request.url.path,
+            "headers": {k: v for k, v in request.headers.items() if k != "authorization"},
+            "key_fingerprint": _fingerprint(key) if key else None,
+            "body": body,
+            "outcome": "pending",
+        }
+        state.requests.append(record)
         try:
             if not key:
                 raise _Reply(
@@ -227,20 +229,28 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             if failure is not None:
                 raise failure
         except _Reply as reply:
+            record["outcome"] = "rejected"
             return _json(reply.body, reply.status, reply.headers)
 
         settings = state.settings
-        if settings.latency_ms:
-            await asyncio.sleep(settings.latency_ms / 1000)
-        if scenario is Scenario.HANG:
-            await asyncio.sleep(settings.hang_seconds)
+        try:
+            if settings.latency_ms:
+                await asyncio.sleep(settings.latency_ms / 1000)
+            if scenario is Scenario.HANG:
+                await asyncio.sleep(settings.hang_seconds)
+            if scenario is Scenario.SLOW_START:
+                await asyncio.sleep(settings.slow_start_seconds)
+        except asyncio.CancelledError:
+            record["outcome"] = "aborted"
+            raise
         answer = _Answer(body, settings)
         if body.get("stream"):
             return StreamingResponse(
-                answer.stream(scenario),
+                answer.stream(scenario, record),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )
+        record["outcome"] = "completed"
         return _json(answer.whole())
 
     async def models(request: Request) -> Response:
@@ -360,10 +370,21 @@ class _Answer:
         fragments = _split(self.tool["arguments"], parts)
         return [first] + [{"tool_calls": [{"index": 0, "function": {"arguments": f}}]} for f in fragments]
 
-    async def stream(self, scenario: Scenario) -> AsyncIterator[bytes]:
+    async def stream(self, scenario: Scenario, record: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The SSE stream; `record["outcome"]` says whether it ran to its scripted end."""
+        record["outcome"] = "streaming"
+        completed = False
+        try:
+            async for frame in self._frames(scenario):
+                yield frame
+            completed = True
+        finally:
+            record["outcome"] = "completed" if completed else "aborted"
+
+    async def _frames(self, scenario: Scenario) -> AsyncIterator[bytes]:
         delay = self.settings.chunk_delay_ms / 1000
         if scenario is Scenario.SLOW:
-            delay = max(delay, 0.2)
+            delay = max(delay, 0.5)
         deltas = self._deltas()
         failing = scenario in {
             Scenario.HANG_MIDSTREAM,

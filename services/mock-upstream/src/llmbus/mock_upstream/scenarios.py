@@ -31,7 +31,9 @@ class Scenario(enum.StrEnum):
     DROP_MIDSTREAM = "drop-midstream"
     """Send the first chunks, then close the connection without `[DONE]`."""
     SLOW = "slow"
-    """A normal answer, with a pause before every chunk."""
+    """A normal answer, with a pause (at least 0.5 s) before every chunk."""
+    SLOW_START = "slow-start"
+    """A normal answer after a silence of `slow_start_seconds`."""
 
 
 # Longest names first so that `hang-midstream` is not taken for `hang`.

@@ -20,7 +20,9 @@ class MockSettings(msgspec.Struct, frozen=True, kw_only=True):
     chunk_delay_ms: int = 0
     """Delay between two streamed chunks."""
     hang_seconds: float = 3600.0
-    """How long the `hang` scenario stays silent."""
+    """How long the `hang` scenarios stay silent."""
+    slow_start_seconds: float = 2.0
+    """How long the `slow-start` scenario waits before its first byte."""
 
     @classmethod
     def env_vars(cls) -> tuple[str, ...]:
