@@ -13,9 +13,9 @@ import pytest
 from llmbus.config import Config, ProviderConfig
 from llmbus.proto import ChatRequest, Delta, Done, Message, NamedToolChoice, Tool, ToolCallDelta, Usage
 from llmbus.providers import configured_providers
+from llmbus.providers.runtime import chat_url
 from llmbus.providers.adapters import OpenAICompatible
 from llmbus.providers.adapters.base import Output
-from llmbus.providers.adapters.openai import chat_url
 from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient
 
@@ -78,10 +78,18 @@ async def _run(body: bytes, *, stream: bool = True, status: int = 200, pieces: i
         ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
         ("https://api.groq.com/openai/", "https://api.groq.com/openai/v1/chat/completions"),
         ("https://open.bigmodel.cn/api/paas/v4", "https://open.bigmodel.cn/api/paas/v4/chat/completions"),
+        ("https://api.novita.ai/v3/openai", "https://api.novita.ai/v3/openai/chat/completions"),
+        ("http://127.0.0.1:8319", "http://127.0.0.1:8319/v1/chat/completions"),
     ],
 )
 def test_chat_url_appends_v1_only_when_the_endpoint_has_no_version(endpoint: str, url: str) -> None:
     assert chat_url(endpoint) == url
+
+
+def test_chat_url_follows_the_provider_path_for_unversioned_gateways() -> None:
+    assert chat_url("https://api.kilo.ai/api/openrouter", "/chat/completions") == (
+        "https://api.kilo.ai/api/openrouter/chat/completions"
+    )
 
 
 def test_build_sends_the_upstream_model_and_asks_for_usage_on_streams() -> None:

@@ -2,7 +2,19 @@
 
 from llmbus.config.errors import ConfigError, ConfigProblem
 from llmbus.config.loader import load_config, parse_config
-from llmbus.config.model import ClientKey, Config, CredentialEntry, ModelEntry, ProviderConfig
+from llmbus.config.model import (
+    ClientKey,
+    Config,
+    CooldownConfig,
+    CredentialEntry,
+    FeaturesConfig,
+    HealthCheckConfig,
+    LimitsConfig,
+    ModelEntry,
+    ProviderConfig,
+    RoutingConfig,
+    Strategy,
+)
 from llmbus.config.settings import ServiceSettings, SettingsError
 
 __all__ = [
@@ -10,11 +22,17 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "CooldownConfig",
     "CredentialEntry",
+    "FeaturesConfig",
+    "HealthCheckConfig",
+    "LimitsConfig",
     "ModelEntry",
     "ProviderConfig",
+    "RoutingConfig",
     "ServiceSettings",
     "SettingsError",
+    "Strategy",
     "load_config",
     "parse_config",
 ]

@@ -17,6 +17,7 @@ import yaml
 
 from llmbus.config.errors import ConfigError, ConfigProblem
 from llmbus.config.model import Config, ProviderConfig
+from llmbus.config.normalize import normalize
 
 __all__ = ["load_config", "parse_config"]
 
@@ -69,7 +70,10 @@ def parse_config(text: str, file: str = "<config>", environ: Mapping[str, str] |
             converted[str(name)] = provider
     if problems or config is None:
         raise ConfigError(problems)
-    return msgspec.structs.replace(config, providers=converted)
+    config = normalize(msgspec.structs.replace(config, providers=converted), file, problems)
+    if problems:
+        raise ConfigError([_located(problem, node) for problem in problems])
+    return config
 
 
 def _convert(
@@ -120,6 +124,17 @@ def _interpolate(
     if isinstance(value, list):
         return [_interpolate(v, env, [*keys, i], problems, file, root) for i, v in enumerate(value)]
     return value
+
+
+def _located(problem: ConfigProblem, root: yaml.Node | None) -> ConfigProblem:
+    """The problem with the line and column of its dotted key path (`a[0].b`)."""
+    if problem.line is not None:
+        return problem
+    keys: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", problem.path):
+        keys.append(int(index) if index else name)
+    line, column = _locate(root, keys)
+    return ConfigProblem(problem.file, problem.path, problem.message, line, column)
 
 
 def _split_path(path: str) -> list[str | int]:

@@ -1,64 +1,256 @@
 """The configuration file's model.
 
-One YAML file, read by every service at start. Keys are spelled as in the spec: the
-`providers:` map uses snake_case keys, top-level user-guide keys use kebab-case.
+One YAML file, read by every service at start. It accepts two forms, which the loader
+normalises into one: the spec's `providers:` map (snake_case keys inside each provider)
+and the user-guide keys at the top level (kebab-case: `claude-api-key`, `openrouter`,
+`openai-compatibility`, `kiro`, ...). After loading, `Config.providers` holds every
+provider whichever form declared it; the user-guide lists are kept for reference only.
+
+Unknown keys are refused, so that a typo fails at start instead of being ignored.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
-__all__ = ["ClientKey", "Config", "CredentialEntry", "ModelEntry", "ProviderConfig"]
+__all__ = [
+    "GUIDE_KEY_PROVIDERS",
+    "ClientKey",
+    "CompatEntry",
+    "Config",
+    "CooldownConfig",
+    "CredentialEntry",
+    "FeaturesConfig",
+    "GuideKeyEntry",
+    "GuideModel",
+    "HealthCheckConfig",
+    "KiroEntry",
+    "LimitsConfig",
+    "ModelEntry",
+    "ProviderConfig",
+    "RoutingConfig",
+    "Strategy",
+]
 
 
-class ClientKey(msgspec.Struct, frozen=True, kw_only=True):
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ClientKey(_Strict, frozen=True, kw_only=True):
     """A key that clients of the gateway present."""
 
     key: str
     name: str = ""
 
 
-class CredentialEntry(msgspec.Struct, frozen=True, kw_only=True, rename={"api_key": "api-key"}):
-    """One upstream credential of a provider."""
+class CredentialEntry(
+    _Strict, frozen=True, kw_only=True, rename={"api_key": "api-key", "token_file": "token-file"}
+):
+    """One upstream credential of a provider: an API key, or an OAuth token file."""
 
-    api_key: str
+    api_key: str = ""
     name: str = ""
+    token_file: str = ""
 
 
-class ModelEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """A model a provider serves. `upstream` is the name sent to the provider when it
-    differs from `name`."""
+class ModelEntry(_Strict, frozen=True, kw_only=True):
+    """A model a provider serves. `name` is what clients ask for; `upstream` is the name
+    sent to the provider when it differs; `alias` adds more client-facing names."""
 
     name: str
     upstream: str | None = None
+    alias: str | list[str] = []
     enabled: bool = True
     max_tokens: int | None = None
+    supports_functions: bool | None = None
+    supports_streaming: bool | None = None
+    supports_vision: bool | None = None
+
+    def aliases(self) -> list[str]:
+        return [self.alias] if isinstance(self.alias, str) else list(self.alias)
 
 
-class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True):
-    type: str | None = None
-    """The built-in provider this entry configures; defaults to the entry's name."""
+class FeaturesConfig(_Strict, frozen=True, kw_only=True):
+    """Overrides of the built-in features; a key left out keeps the built-in value."""
+
+    streaming: bool | None = None
+    functions: bool | None = None
+    vision: bool | None = None
+    code_generation: bool | None = None
+    multimodal: bool | None = None
+
+
+class LimitsConfig(_Strict, frozen=True, kw_only=True):
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_tokens_per_request: int | None = None
+
+
+class CooldownConfig(_Strict, frozen=True, kw_only=True):
+    """How long a credential rests after the upstream refused it."""
+
+    rate_limited_seconds: float = 60.0
+    """After a 429 without Retry-After."""
+    max_seconds: float = 3600.0
+    """Upper bound, whatever Retry-After says."""
+    auth_failed_seconds: float = 300.0
+    """After a 401 or 403: the key is probably revoked."""
+
+
+class HealthCheckConfig(_Strict, frozen=True, kw_only=True):
     enabled: bool = True
+    interval_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+
+
+class ProviderConfig(_Strict, frozen=True, kw_only=True):
+    """One provider in the spec's form (`providers: {name: {...}}`)."""
+
+    type: str | None = None
+    """The built-in provider this entry configures; defaults to the entry's name. Any
+    other value makes an OpenAI-compatible custom provider."""
+    enabled: bool = True
+    auth_type: Literal["api_key", "oauth_device_flow", "token_file", "none"] | None = None
     endpoint: str | None = None
     api_key: str | None = None
     api_keys: list[str | CredentialEntry] = []
+    token_file: str | None = None
     models: list[str | ModelEntry] = []
     model_mappings: dict[str, str] = {}
+    features: FeaturesConfig = FeaturesConfig()
+    limits: LimitsConfig = LimitsConfig()
+    cooldown: CooldownConfig = CooldownConfig()
+    health_check: HealthCheckConfig = HealthCheckConfig()
     priority: int = 0
+    prefix: str | None = None
+    """Clients reach this provider's models as `<prefix>/<model>`."""
+    excluded_models: list[str] = []
+    """Model names (client or upstream) never served; `*` is a wildcard."""
+    headers: dict[str, str] = {}
+    """Extra headers sent upstream with every request."""
 
     def credentials(self) -> list[CredentialEntry]:
         entries = [CredentialEntry(api_key=self.api_key)] if self.api_key else []
         for item in self.api_keys:
             entries.append(CredentialEntry(api_key=item) if isinstance(item, str) else item)
-        return [entry for entry in entries if entry.api_key]
+        if self.token_file:
+            entries.append(CredentialEntry(token_file=self.token_file))
+        return [entry for entry in entries if entry.api_key or entry.token_file]
 
     def model_entries(self) -> list[ModelEntry]:
         return [ModelEntry(name=item) if isinstance(item, str) else item for item in self.models]
 
 
-class Config(msgspec.Struct, frozen=True, kw_only=True, rename="kebab"):
+# --- the user-guide form -------------------------------------------------------------
+
+
+class GuideModel(_Strict, frozen=True, kw_only=True):
+    """`models: [{name, alias}]`: `name` is the upstream model, `alias` the client name."""
+
+    name: str
+    alias: str = ""
+
+
+class _GuideCommon(_Strict, frozen=True, kw_only=True, rename="kebab"):
+    prefix: str = ""
+    base_url: str = ""
+    models: list[GuideModel] = []
+    excluded_models: list[str] = []
+    headers: dict[str, str] = {}
+    priority: int = 0
+    proxy_url: str = ""
+
+
+class GuideKeyEntry(_GuideCommon, frozen=True, kw_only=True, rename="kebab"):
+    """One entry of `claude-api-key`, `gemini-api-key`, `openai-api-key`, `openrouter`, ..."""
+
+    api_key: str
+
+
+class ApiKeyEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
+    api_key: str
+    proxy_url: str = ""
+
+
+class CompatEntry(_GuideCommon, frozen=True, kw_only=True, rename="kebab"):
+    """One entry of `openai-compatibility`: a named OpenAI-compatible endpoint."""
+
+    name: str
+    api_key_entries: list[ApiKeyEntry] = []
+
+
+class KiroEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
+    """One entry of `kiro`: a token file written by the Kiro IDE."""
+
+    token_file: str
+    prefix: str = ""
+    region: str = ""
+    models: list[GuideModel] = []
+    excluded_models: list[str] = []
+    priority: int = 0
+
+
+GUIDE_KEY_PROVIDERS: dict[str, str] = {
+    "claude_api_key": "claude",
+    "gemini_api_key": "gemini",
+    "openai_api_key": "openai",
+    "mistral_api_key": "mistral",
+    "groq_api_key": "groq",
+    "deepseek_api_key": "deepseek",
+    "minimax_api_key": "minimax",
+    "roocode_api_key": "roocode",
+    "kiloai_api_key": "kiloai",
+    "openrouter": "openrouter",
+    "together": "together",
+    "fireworks": "fireworks",
+    "novita": "novita",
+    "siliconflow": "siliconflow",
+}
+"""User-guide list keys (as Config field names) and the built-in provider each feeds."""
+
+
+# --- the whole file ------------------------------------------------------------------
+
+Strategy = Literal["priority", "round-robin", "fill-first"]
+
+
+class RoutingConfig(_Strict, frozen=True, kw_only=True):
+    strategy: Strategy = "priority"
+    """`priority`: highest priority tier first, round-robin inside a tier.
+    `round-robin`: every candidate in turn, priorities ignored.
+    `fill-first`: always the first candidate (priority, then file order) until it fails."""
+
+
+class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     api_keys: list[str | ClientKey] = []
+    management_key: str = ""
+    """Authorises the management API's writes (`PUT /v1/providers/{name}/enabled`)."""
+    routing: RoutingConfig = RoutingConfig()
+    force_model_prefix: bool = False
+    """When true, a plain model name only reaches providers that have no prefix."""
+    excluded_models: list[str] = []
+    """Model names no provider serves; `*` is a wildcard."""
     providers: dict[str, ProviderConfig] = {}
+
+    claude_api_key: list[GuideKeyEntry] = []
+    gemini_api_key: list[GuideKeyEntry] = []
+    openai_api_key: list[GuideKeyEntry] = []
+    mistral_api_key: list[GuideKeyEntry] = []
+    groq_api_key: list[GuideKeyEntry] = []
+    deepseek_api_key: list[GuideKeyEntry] = []
+    minimax_api_key: list[GuideKeyEntry] = []
+    roocode_api_key: list[GuideKeyEntry] = []
+    kiloai_api_key: list[GuideKeyEntry] = []
+    openrouter: list[GuideKeyEntry] = []
+    together: list[GuideKeyEntry] = []
+    fireworks: list[GuideKeyEntry] = []
+    novita: list[GuideKeyEntry] = []
+    siliconflow: list[GuideKeyEntry] = []
+    openai_compatibility: list[CompatEntry] = []
+    kiro: list[KiroEntry] = []
 
     def client_keys(self) -> list[ClientKey]:
         keys: list[ClientKey] = []

@@ -1,7 +1,22 @@
-"""llmbus routing: the model catalog, selection strategies and routing errors."""
+"""llmbus routing: the model catalog, live provider state, selection strategies and
+routing errors."""
 
-from llmbus.routing.catalog import Catalog, ModelRoute, Offer
-from llmbus.routing.errors import NoRoute, RoutingError, UnknownModel
-from llmbus.routing.selection import RoundRobin
+from llmbus.routing.catalog import Candidates, Catalog, ModelRoute, Offer
+from llmbus.routing.errors import NoRoute, RateLimited, RoutingError, UnknownModel, UnsupportedRequest
+from llmbus.routing.selection import Selector
+from llmbus.routing.state import Health, LiveState
 
-__all__ = ["Catalog", "ModelRoute", "NoRoute", "Offer", "RoundRobin", "RoutingError", "UnknownModel"]
+__all__ = [
+    "Candidates",
+    "Catalog",
+    "Health",
+    "LiveState",
+    "ModelRoute",
+    "NoRoute",
+    "Offer",
+    "RateLimited",
+    "RoutingError",
+    "Selector",
+    "UnknownModel",
+    "UnsupportedRequest",
+]

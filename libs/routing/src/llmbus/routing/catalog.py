@@ -1,15 +1,27 @@
 """The model catalog: which providers serve a client's model name, under which upstream
-name, with which credentials. Built once per configuration; lookups are dict reads."""
+name, with which credentials.
+
+Names a model is reachable under, for a provider `p` serving model `m` (and each of
+`m`'s aliases):
+- `m` itself, unless `p` has a prefix and `force-model-prefix` is on;
+- `<prefix>/m` when `p` has a prefix;
+- `<provider name>/m`, always: the explicit way to pick a provider.
+
+Built once per configuration; resolving a request reads dicts and the live state.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from llmbus.proto import Needs, Target
 from llmbus.providers import ConfiguredProvider
-from llmbus.routing.errors import NoRoute, UnknownModel
+from llmbus.providers.runtime import ProviderModel
+from llmbus.routing.errors import NoRoute, RateLimited, UnknownModel, UnsupportedRequest
+from llmbus.routing.state import LiveState
 
-__all__ = ["Catalog", "ModelRoute", "Offer"]
+__all__ = ["Candidates", "Catalog", "ModelRoute", "Offer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,64 +29,134 @@ class Offer:
     """One provider's offer of a model."""
 
     provider: ConfiguredProvider
-    upstream_model: str
+    model: ProviderModel
 
-    def targets(self) -> list[Target]:
-        return [
-            Target(provider=self.provider.name, credential=c.name, upstream_model=self.upstream_model)
-            for c in self.provider.credentials
-        ]
+    @property
+    def upstream_model(self) -> str:
+        return self.model.upstream
 
 
 @dataclass(slots=True)
 class ModelRoute:
-    model: str
+    name: str
+    """The name clients use: plain, alias, `prefix/model` or `provider/model`."""
+    canonical: str
+    """The model's own name at its providers (the first offer's)."""
     offers: list[Offer] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Candidates:
+    tiers: list[list[Target]]
+    """Healthy candidates, highest priority first, each tier in config order."""
+    fallback: list[Target]
+    """Candidates whose provider failed its health check or has no live worker: tried last."""
+
+
 class Catalog:
-    def __init__(self, providers: dict[str, ConfiguredProvider]) -> None:
+    def __init__(self, providers: dict[str, ConfiguredProvider], *, force_model_prefix: bool = False) -> None:
         self.providers = providers
+        self.force_model_prefix = force_model_prefix
         self._routes: dict[str, ModelRoute] = {}
-        for provider in sorted(providers.values(), key=lambda p: -p.priority):
-            if not provider.enabled:
+        for provider in providers.values():
+            if not provider.credentials:
                 continue
-            for entry in provider.models:
-                if not entry.enabled:
-                    continue
-                upstream = entry.upstream or provider.model_mappings.get(entry.name) or entry.name
-                offer = Offer(provider, upstream)
-                self._routes.setdefault(entry.name, ModelRoute(entry.name)).offers.append(offer)
-                qualified = f"{provider.name}/{entry.name}"
-                self._routes.setdefault(qualified, ModelRoute(qualified)).offers.append(offer)
+            for model in provider.models:
+                offer = Offer(provider, model)
+                for name in (model.name, *model.aliases):
+                    for routable in self._names(provider, name):
+                        route = self._routes.setdefault(routable, ModelRoute(routable, model.name))
+                        if offer not in route.offers:
+                            route.offers.append(offer)
 
-    def models(self) -> list[ModelRoute]:
-        """Every routable model name (plain and `provider/model`), in a stable order."""
-        return [route for route in self._routes.values() if any(o.provider.credentials for o in route.offers)]
+    def _names(self, provider: ConfiguredProvider, name: str) -> list[str]:
+        names = []
+        if provider.prefix:
+            names.append(f"{provider.prefix}/{name}")
+        if not provider.prefix or not self.force_model_prefix:
+            names.append(name)
+        qualified = f"{provider.name}/{name}"
+        if qualified not in names:
+            names.append(qualified)
+        return names
 
-    def resolve(self, model: str, needs: Needs) -> list[list[Target]]:
-        """The failover plan for `model` as priority tiers: every credential of every
-        capable provider, the highest priority first. Raises UnknownModel or NoRoute."""
+    def route(self, model: str) -> ModelRoute | None:
+        return self._routes.get(model)
+
+    def routes(self, state: LiveState, provider: str | None = None) -> list[ModelRoute]:
+        """Every name a request can use now (enabled providers with credentials), in a
+        stable order; with `provider`, only the names that reach that provider."""
+        out = []
+        for route in self._routes.values():
+            offers = [
+                o
+                for o in route.offers
+                if state.is_enabled(o.provider.name, o.provider.enabled)
+                and (provider is None or o.provider.name == provider)
+            ]
+            if offers:
+                out.append(ModelRoute(route.name, route.canonical, offers))
+        return out
+
+    def resolve(self, model: str, needs: Needs, state: LiveState, now: float | None = None) -> Candidates:
+        """The candidates for a request, or the RoutingError that explains why none can
+        take it: unknown or excluded model (404), nothing capable of what the request
+        needs (400), every credential cooling down (429), every provider off (503)."""
         route = self._routes.get(model)
         if route is None:
             raise UnknownModel(model)
         tiers: dict[int, list[Target]] = {}
-        reasons: list[str] = []
+        fallback: list[Target] = []
+        disabled: list[str] = []
+        incapable: list[str] = []
+        cooling: list[float] = []
         for offer in route.offers:
-            features = offer.provider.features
-            if needs.streaming and not features.streaming:
-                reasons.append(f"{offer.provider.name} cannot stream")
-            elif needs.tools and not features.functions:
-                reasons.append(f"{offer.provider.name} does not support tools")
-            elif needs.vision and not features.vision:
-                reasons.append(f"{offer.provider.name} does not accept images")
-            elif not offer.provider.credentials:
-                reasons.append(f"{offer.provider.name} has no credentials")
-            else:
-                tiers.setdefault(offer.provider.priority, []).extend(offer.targets())
-        if not tiers:
-            raise NoRoute(
-                f"no provider can serve `{model}` for this request: {'; '.join(reasons)}",
-                status=400 if all("credentials" not in r for r in reasons) else 503,
+            provider = offer.provider
+            if not state.is_enabled(provider.name, provider.enabled):
+                disabled.append(provider.name)
+                continue
+            missing = _missing(offer.model, needs)
+            if missing:
+                incapable.append(f"{provider.name} does not support {missing}")
+                continue
+            healthy = state.is_healthy(provider.name) and state.has_worker(provider.name) is not False
+            for credential in provider.credentials:
+                until = state.cooling_until(provider.name, credential.name, now)
+                if until:
+                    cooling.append(until)
+                    continue
+                target = Target(
+                    provider=provider.name, credential=credential.name, upstream_model=offer.upstream_model
+                )
+                if healthy:
+                    tiers.setdefault(provider.priority, []).append(target)
+                else:
+                    fallback.append(target)
+        if tiers or fallback:
+            return Candidates([tiers[p] for p in sorted(tiers, reverse=True)], fallback)
+        if cooling:
+            wait = max(0.0, min(cooling) - (time.time() if now is None else now))
+            raise RateLimited(
+                f"every credential that serves `{model}` is cooling down after upstream rate limits; "
+                f"retry in {wait:.0f}s",
+                retry_after=wait,
             )
-        return [tiers[priority] for priority in sorted(tiers, reverse=True)]
+        if incapable:
+            raise UnsupportedRequest(
+                f"no provider can serve `{model}` for this request: {'; '.join(incapable)}"
+            )
+        raise NoRoute(
+            f"`{model}` is only served by disabled providers ({', '.join(sorted(set(disabled)))})",
+            code="provider_disabled",
+        )
+
+
+def _missing(model: ProviderModel, needs: Needs) -> str:
+    features = model.features
+    if needs.streaming and not features.streaming:
+        return "streaming"
+    if needs.tools and not features.functions:
+        return "tools (function calling)"
+    if needs.vision and not features.vision:
+        return "images (vision)"
+    return ""

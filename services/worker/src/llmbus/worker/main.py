@@ -29,7 +29,7 @@ def served_providers(
     return {
         name: provider
         for name, provider in providers.items()
-        if provider.family == settings.family and (not wanted or name in wanted)
+        if provider.family == settings.family and provider.configured and (not wanted or name in wanted)
     }
 
 

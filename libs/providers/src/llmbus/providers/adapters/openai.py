@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -28,9 +27,8 @@ from llmbus.providers.http import UpstreamResponse
 from llmbus.providers.runtime import ConfiguredProvider
 from llmbus.providers.sse import SSEDecoder
 
-__all__ = ["OpenAICompatible", "chat_url"]
+__all__ = ["OpenAICompatible"]
 
-_VERSIONED = re.compile(r"/v\d+[a-z0-9]*$")
 _encode = msgspec.json.Encoder().encode
 _chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
 _completion_decoder = msgspec.json.Decoder(ChatCompletion)
@@ -48,13 +46,6 @@ class _ErrorBody(msgspec.Struct):
 
 
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
-
-
-def chat_url(endpoint: str) -> str:
-    """`{endpoint}/v1/chat/completions`, or `{endpoint}/chat/completions` when the
-    endpoint already ends in a version segment (`.../v1`, `.../api/v1`, `.../v4`)."""
-    base = endpoint.rstrip("/")
-    return f"{base}/chat/completions" if _VERSIONED.search(base) else f"{base}/v1/chat/completions"
 
 
 class OpenAICompatible:
@@ -95,11 +86,12 @@ class OpenAICompatible:
             reasoning_effort=chat.reasoning_effort,
         )
         headers = {
+            **provider.headers,
             "Authorization": f"Bearer {secret}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if chat.stream else "application/json",
         }
-        return chat_url(provider.endpoint), headers, _encode(wire)
+        return provider.chat_url, headers, _encode(wire)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         message, code = _error_message(body)
