@@ -13,11 +13,11 @@ import pytest
 from llmbus.config import Config, ProviderConfig
 from llmbus.proto import ChatRequest, Delta, Done, Message, NamedToolChoice, Tool, ToolCallDelta, Usage
 from llmbus.providers import configured_providers
-from llmbus.providers.runtime import chat_url
 from llmbus.providers.adapters import OpenAICompatible
 from llmbus.providers.adapters.base import Output
 from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient
+from llmbus.providers.runtime import chat_url
 
 PROVIDER = configured_providers(
     Config(providers={"openai": ProviderConfig(endpoint="http://up", api_keys=["sk-up"], models=["m"])})

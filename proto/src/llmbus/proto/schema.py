@@ -8,6 +8,16 @@ from typing import Any
 import msgspec
 
 from llmbus.proto.chat import ChatRequest
+from llmbus.proto.control import (
+    Cooldown,
+    ProviderEnabled,
+    ProviderToggle,
+    RegistryQuery,
+    RegistryReply,
+    RuntimeState,
+    RuntimeStateRequest,
+    WorkerStatus,
+)
 from llmbus.proto.messages import (
     AnyEvent,
     BusError,
@@ -33,6 +43,14 @@ MESSAGES: dict[str, Any] = {
     "KeyVerifyReply": KeyVerifyReply,
     "KeyEvent": KeyEvent,
     "ServiceHeartbeat": ServiceHeartbeat,
+    "ProviderToggle": ProviderToggle,
+    "ProviderEnabled": ProviderEnabled,
+    "Cooldown": Cooldown,
+    "RuntimeStateRequest": RuntimeStateRequest,
+    "RuntimeState": RuntimeState,
+    "WorkerStatus": WorkerStatus,
+    "RegistryQuery": RegistryQuery,
+    "RegistryReply": RegistryReply,
 }
 
 

@@ -12,6 +12,16 @@ from typing import Generic, TypeVar
 import msgspec
 
 from llmbus.proto.chat import ChatRequest
+from llmbus.proto.control import (
+    Cooldown,
+    ProviderEnabled,
+    ProviderToggle,
+    RegistryQuery,
+    RegistryReply,
+    RuntimeState,
+    RuntimeStateRequest,
+    WorkerStatus,
+)
 from llmbus.proto.messages import (
     AnyEvent,
     BusError,
@@ -27,12 +37,18 @@ from llmbus.proto.messages import (
 __all__ = [
     "AUTH_KEY_EVENTS",
     "AUTH_KEY_VERIFY",
+    "AUTH_PROVIDER_TOGGLE",
+    "AUTH_STATE",
     "CANCEL",
+    "CONTROL_COOLDOWNS",
+    "CONTROL_PROVIDER_ENABLED",
+    "CONTROL_REGISTRY",
     "ERROR_HEADER",
     "EVENTS",
     "EXEC",
     "HEALTH",
     "ROUTE",
+    "WORKER_STATUS",
     "Codec",
     "Endpoint",
     "Topic",
@@ -103,6 +119,21 @@ AUTH_KEY_VERIFY: Endpoint[KeyVerifyRequest, KeyVerifyReply] = Endpoint(
 )
 AUTH_KEY_EVENTS: Topic[KeyEvent] = Topic("auth.v1.events.keys", Codec(KeyEvent))
 HEALTH: Topic[ServiceHeartbeat] = Topic("health.v1.{service}", Codec(ServiceHeartbeat))
+WORKER_STATUS: Topic[WorkerStatus] = Topic("health.v1.worker", Codec(WorkerStatus))
+
+AUTH_PROVIDER_TOGGLE: Endpoint[ProviderToggle, ProviderEnabled] = Endpoint(
+    "auth.v1.providers.toggle", Codec(ProviderToggle), queue="auth", reply=Codec(ProviderEnabled)
+)
+AUTH_STATE: Endpoint[RuntimeStateRequest, RuntimeState] = Endpoint(
+    "auth.v1.state", Codec(RuntimeStateRequest), queue="auth", reply=Codec(RuntimeState)
+)
+CONTROL_PROVIDER_ENABLED: Topic[ProviderEnabled] = Topic(
+    "control.v1.providers.enabled", Codec(ProviderEnabled)
+)
+CONTROL_COOLDOWNS: Topic[Cooldown] = Topic("control.v1.cooldowns", Codec(Cooldown))
+CONTROL_REGISTRY: Endpoint[RegistryQuery, RegistryReply] = Endpoint(
+    "control.v1.registry", Codec(RegistryQuery), queue="router", reply=Codec(RegistryReply)
+)
 
 chat_codec: Codec[ChatRequest] = Codec(ChatRequest)
 error_codec: Codec[BusError] = Codec(BusError)

@@ -1,6 +1,6 @@
 """llmbus bus: typed NATS publish, request/reply, subscriptions and stream inboxes."""
 
-from llmbus.bus.client import Bus, Delivery, connect, is_no_responders
+from llmbus.bus.client import Bus, Delivery, Subscription, connect, is_no_responders
 from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.inbox import Inbox, StreamInbox
 from llmbus.bus.runtime import run_service
@@ -15,6 +15,7 @@ __all__ = [
     "NoResponders",
     "RemoteError",
     "StreamInbox",
+    "Subscription",
     "connect",
     "is_no_responders",
     "run_service",

@@ -26,7 +26,7 @@ from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteEr
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
 from llmbus.telemetry import extract, inject
 
-__all__ = ["Bus", "Delivery", "connect", "is_no_responders"]
+__all__ = ["Bus", "Delivery", "Subscription", "connect", "is_no_responders"]
 
 M = TypeVar("M")
 R = TypeVar("R")

@@ -16,12 +16,14 @@ from llmbus.config.model import (
     Strategy,
 )
 from llmbus.config.settings import ServiceSettings, SettingsError
+from llmbus.config.watch import ConfigWatcher
 
 __all__ = [
     "ClientKey",
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ConfigWatcher",
     "CooldownConfig",
     "CredentialEntry",
     "FeaturesConfig",

@@ -11,32 +11,31 @@ import time
 from typing import Final
 
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
 
-from llmbus.bus import Bus, BusUnavailable, Delivery, is_no_responders
+from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, Subscription, is_no_responders
 from llmbus.proto import (
     CANCEL,
+    CONTROL_COOLDOWNS,
     EXEC,
     CancelRequest,
+    Cooldown,
     Done,
     Error,
     ExecRequest,
     Started,
+    Usage,
     chat_codec,
 )
 from llmbus.providers import ConfiguredProvider
 from llmbus.providers.adapters import Adapter
-from llmbus.providers.errors import UpstreamError
+from llmbus.providers.errors import UpstreamError, UpstreamStatus
 from llmbus.providers.http import HttpClient
 from llmbus.worker.emitter import Emitter
+from llmbus.worker.stats import Stats, error_class
 
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
-
-REQUESTS = Counter("llmbus_worker_requests_total", "Upstream calls", ["provider", "outcome"])
-LATENCY = Histogram("llmbus_worker_upstream_seconds", "Upstream call duration", ["provider"])
-FIRST_BYTE = Histogram("llmbus_worker_first_token_seconds", "Time to the first delta", ["provider"])
 
 _GONE: Final = "edge gone"
 
@@ -56,7 +55,9 @@ class Worker:
         self.adapters = adapters
         self.heartbeat_interval = heartbeat_interval
         self.guard_prefix = bus.new_inbox()
+        self.stats = Stats()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
 
     @property
     def in_flight(self) -> int:
@@ -65,10 +66,24 @@ class Worker:
     async def start(self) -> None:
         await self.bus.subscribe_raw(self.guard_prefix + ".*", self._on_guard)
         await self.bus.subscribe(CANCEL, self._on_cancel)
-        for name in self.providers:
-            await self.bus.subscribe(
-                EXEC, self.on_exec, queue=EXEC.queue_for(provider=name), subject=EXEC.subject(provider=name)
-            )
+        await self.serve(self.providers)
+
+    async def serve(self, providers: dict[str, ConfiguredProvider]) -> None:
+        """Serve exactly `providers` from now on (at start, and after a config reload):
+        subscribe to the new ones, leave the queue groups of the ones gone. Requests in
+        flight keep the provider object they started with."""
+        for name in list(self._subscriptions):
+            if name not in providers:
+                await self._subscriptions.pop(name).unsubscribe()
+        self.providers = providers
+        for name in providers:
+            if name not in self._subscriptions:
+                self._subscriptions[name] = await self.bus.subscribe(
+                    EXEC,
+                    self.on_exec,
+                    queue=EXEC.queue_for(provider=name),
+                    subject=EXEC.subject(provider=name),
+                )
 
     async def _on_guard(self, msg: Delivery) -> None:
         if is_no_responders(msg):
@@ -93,7 +108,7 @@ class Worker:
             await emitter.heartbeat()  # tells the edge that a worker has the request
             await self._execute(request, emitter)
         except asyncio.CancelledError:
-            REQUESTS.labels(request.target.provider, "cancelled").inc()
+            pass
         except BusUnavailable:
             log.warning("lost the bus while streaming %s", request.request_id)
         finally:
@@ -140,6 +155,8 @@ class Worker:
             return
         adapter = self.adapters[provider.family]
         started_at = time.perf_counter()
+        failure: str | None = "cancelled"
+        self.stats.begin(target.provider)
         try:
             chat = chat_codec.decode(request.body)
             url, headers, body = adapter.build(provider, chat, target.upstream_model, secret)
@@ -159,13 +176,16 @@ class Worker:
                 first = True
                 async for output in adapter.events(response, chat.stream):
                     if first and not isinstance(output, Done):
-                        FIRST_BYTE.labels(target.provider).observe(time.perf_counter() - started_at)
+                        self.stats.first_token(target.provider, time.perf_counter() - started_at)
                         first = False
+                    if isinstance(output, Usage):
+                        self.stats.tokens(target.provider, output.prompt_tokens, output.completion_tokens)
                     await emitter.emit(output)
-            REQUESTS.labels(target.provider, "ok").inc()
+            failure = None
         except UpstreamError as exc:
-            REQUESTS.labels(target.provider, exc.code).inc()
+            failure = error_class(exc)
             span.set_attribute("llmbus.error", exc.code)
+            await self._cool_down(provider, target.credential, exc)
             if exc.retryable and not emitter.started and request.plan:
                 await self._fail_over(request, emitter, exc)
                 return
@@ -180,7 +200,31 @@ class Worker:
                 )
             )
         finally:
-            LATENCY.labels(target.provider).observe(time.perf_counter() - started_at)
+            self.stats.end(target.provider, time.perf_counter() - started_at, failure)
+
+    async def _cool_down(self, provider: ConfiguredProvider, credential: str, exc: UpstreamError) -> None:
+        """Rest a credential the upstream refused, for every router."""
+        if not isinstance(exc, UpstreamStatus) or exc.upstream_status not in (401, 403, 429):
+            return
+        policy = provider.cooldown
+        if exc.upstream_status == 429:
+            seconds, reason = exc.retry_after or policy.rate_limited_seconds, "rate limited upstream"
+        else:
+            seconds, reason = policy.auth_failed_seconds, f"refused upstream ({exc.upstream_status})"
+        seconds = min(seconds, policy.max_seconds)
+        if seconds <= 0:
+            return
+        cooldown = Cooldown(
+            provider=provider.name,
+            credential=credential,
+            until=time.time() + seconds,
+            reason=reason,
+            status=exc.upstream_status,
+        )
+        try:
+            await self.bus.publish(CONTROL_COOLDOWNS, cooldown, traced=False)
+        except BusFailure:
+            log.warning("cannot announce the cooldown of %s/%s", provider.name, credential)
 
     async def _fail_over(self, request: ExecRequest, emitter: Emitter, exc: UpstreamError) -> None:
         emitter.close()

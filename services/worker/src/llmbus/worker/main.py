@@ -1,25 +1,32 @@
 """Worker wiring: the providers of one adapter family, one shared HTTP client, the exec
-subscriptions (queue group `worker.<provider>`) and service heartbeats."""
+subscriptions (queue group `worker.<provider>`), health checks, the status it sends the
+routers, and config reloads."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import socket
 from contextlib import AsyncExitStack
 
-from llmbus.bus import connect, run_service
-from llmbus.config import load_config
+from llmbus.bus import Bus, BusFailure, connect, run_service
+from llmbus.config import Config, ConfigWatcher, load_config
+from llmbus.proto import WORKER_STATUS, WorkerStatus
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import adapter_for
 from llmbus.providers.http import HttpClient
 from llmbus.telemetry import serve_metrics
 from llmbus.worker.handlers import Worker
+from llmbus.worker.health import HealthChecker
 from llmbus.worker.settings import WorkerSettings
 
-__all__ = ["main", "serve"]
+__all__ = ["main", "serve", "served_providers"]
 
 log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
 
 
 def served_providers(
@@ -33,12 +40,32 @@ def served_providers(
     }
 
 
+async def _send_status(
+    bus: Bus, worker: Worker, health: HealthChecker, settings: WorkerSettings, instance: str
+) -> None:
+    while True:
+        status = WorkerStatus(
+            instance=instance,
+            family=settings.family,
+            version=VERSION,
+            providers=sorted(worker.providers),
+            in_flight=worker.in_flight,
+            stats=worker.stats.snapshot(),
+            health=list(health.reports.values()),
+            interval=settings.status_interval,
+        )
+        with contextlib.suppress(BusFailure):
+            await bus.publish(WORKER_STATUS, status, traced=False)
+        await asyncio.sleep(settings.status_interval)
+
+
 async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
     adapter = adapter_for(settings.family)
     providers = served_providers(settings, configured_providers(config))
     if not providers:
         log.warning("no configured provider of family %s: this worker will idle", settings.family)
+    instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
     async with AsyncExitStack() as stack:
         http = HttpClient(
             connect_timeout=settings.connect_timeout,
@@ -50,6 +77,20 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(bus.drain)
         worker = Worker(bus, http, providers, {settings.family: adapter}, settings.heartbeat_interval)
         await worker.start()
+        health = HealthChecker(http, {settings.family: adapter}, lambda: worker.providers)
+
+        async def apply(new: Config) -> None:
+            await worker.serve(served_providers(settings, configured_providers(new)))
+            log.info("now serving: %s", ", ".join(sorted(worker.providers)) or "none")
+
+        watcher = ConfigWatcher(settings.config, apply)
+        tasks = [
+            asyncio.create_task(health.run()),
+            asyncio.create_task(_send_status(bus, worker, health, settings, instance)),
+            asyncio.create_task(watcher.run()),
+        ]
+        for task in tasks:
+            stack.callback(task.cancel)
         if settings.metrics_port:
             server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)

@@ -31,6 +31,10 @@ class Adapter(Protocol):
         """URL, headers and body of the upstream call."""
         ...
 
+    def probe(self, provider: ConfiguredProvider, secret: str) -> tuple[str, dict[str, str]]:
+        """URL and headers of the health check: a cheap GET the upstream supports."""
+        ...
+
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         """The error for a non-2xx answer, with the upstream's own message."""
         ...

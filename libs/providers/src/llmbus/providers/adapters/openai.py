@@ -93,6 +93,11 @@ class OpenAICompatible:
         }
         return provider.chat_url, headers, _encode(wire)
 
+    def probe(self, provider: ConfiguredProvider, secret: str) -> tuple[str, dict[str, str]]:
+        """`GET …/models`: listed by every OpenAI-compatible API, free, and it checks the key."""
+        url = provider.chat_url.removesuffix("/chat/completions") + "/models"
+        return url, {**provider.headers, "Authorization": f"Bearer {secret}", "Accept": "application/json"}
+
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         message, code = _error_message(body)
         retry_after = _retry_after(headers.get("retry-after"))
