@@ -142,6 +142,8 @@ class Error(Event, tag="error", frozen=True, kw_only=True):
     message: str
     retryable: bool = False
     provider: str = ""
+    retry_after: float = 0.0
+    """Seconds the client should wait before retrying (429 and 503), 0 when unknown."""
 
 
 class Heartbeat(Event, tag="heartbeat", frozen=True, kw_only=True):

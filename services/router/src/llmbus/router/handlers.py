@@ -1,39 +1,75 @@
-"""Route handler: model → failover plan → `llm.v1.exec.<provider>`.
+"""Router handlers.
 
-The request body is forwarded as it is (`msgspec.Raw`), never decoded here."""
+- route: model → failover plan → `llm.v1.exec.<provider>`; the request body is
+  forwarded as it is (`msgspec.Raw`), never decoded here.
+- registry queries from the edge, answered with ready JSON.
+- the live view: providers switched on or off, credentials cooling down, worker status.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
+import msgspec
 from prometheus_client import Counter
 
+from llmbus.api import ApiError, openai_error_body
 from llmbus.bus import Bus, BusUnavailable, Delivery
-from llmbus.proto import EVENTS, EXEC, Error, ExecRequest, RouteRequest
-from llmbus.routing import Catalog, RoundRobin, RoutingError
+from llmbus.config import Config
+from llmbus.proto import (
+    CONTROL_REGISTRY,
+    EVENTS,
+    EXEC,
+    Cooldown,
+    Error,
+    ExecRequest,
+    ProviderEnabled,
+    RegistryQuery,
+    RegistryReply,
+    RouteRequest,
+    RuntimeState,
+    WorkerStatus,
+)
+from llmbus.providers import configured_providers
+from llmbus.router.cluster import Cluster
+from llmbus.router.registry import Registry
+from llmbus.routing import Catalog, LiveState, RoutingError, Selector
 
 __all__ = ["Router"]
 
 log = logging.getLogger(__name__)
 
 ROUTED = Counter("llmbus_router_requests_total", "Requests routed", ["provider", "outcome"])
+_json = msgspec.json.Encoder().encode
 
 
 class Router:
-    def __init__(self, bus: Bus, catalog: Catalog) -> None:
+    def __init__(self, bus: Bus, config: Config) -> None:
         self.bus = bus
-        self.catalog = catalog
-        self.selection = RoundRobin()
+        self.state = LiveState()
+        self.cluster = Cluster(self.state)
+        self.apply(config)
+
+    def apply(self, config: Config) -> None:
+        """Take a (new) configuration: one assignment each, requests in flight unaffected."""
+        self.catalog = Catalog(configured_providers(config), force_model_prefix=config.force_model_prefix)
+        self.selector = Selector(config.routing.strategy)
+        self.registry = Registry(self.catalog, self.state, self.cluster)
+
+    # --- the hot path ----------------------------------------------------------------
 
     async def on_route(self, request: RouteRequest, delivery: Delivery) -> None:
         if request.deadline and request.deadline < time.time() * 1000:
             return  # the edge has given up already
         try:
-            plan = self.selection.order(request.model, self.catalog.resolve(request.model, request.needs))
+            candidates = self.catalog.resolve(request.model, request.needs, self.state)
+            plan = self.selector.order(request.model, candidates)
         except RoutingError as exc:
             ROUTED.labels("", exc.code).inc()
-            await self._fail(request, exc.status, exc.code, exc.message)
+            await self._fail(request, exc)
             return
         target = plan[0]
         exec_request = ExecRequest(
@@ -51,9 +87,60 @@ class Router:
         # reply= the edge's inbox: with no worker subscribed, NATS answers it with a 503.
         await self.bus.publish(EXEC, exec_request, reply=request.reply, provider=target.provider)
 
-    async def _fail(self, request: RouteRequest, status: int, code: str, message: str) -> None:
-        frame = EVENTS.encode(Error(seq=0, status=status, code=code, message=message))
+    async def _fail(self, request: RouteRequest, exc: RoutingError) -> None:
+        frame = EVENTS.encode(
+            Error(seq=0, status=exc.status, code=exc.code, message=exc.message, retry_after=exc.retry_after)
+        )
         try:
             await self.bus.publish_raw(request.reply, frame)
         except BusUnavailable:
             log.warning("cannot answer request %s: bus unavailable", request.request_id)
+
+    # --- registry queries ------------------------------------------------------------
+
+    def _answer(self, query: RegistryQuery) -> tuple[int, dict[str, Any]]:
+        registry = self.registry
+        handlers: dict[str, Callable[[], dict[str, Any]]] = {
+            "providers": lambda: registry.providers(query.params),
+            "provider": lambda: registry.provider(query.name),
+            "provider_models": lambda: registry.provider_models(query.name),
+            "provider_capabilities": lambda: registry.provider_capabilities(query.name),
+            "provider_status": lambda: registry.provider_status(query.name),
+            "models": lambda: registry.models(query.params),
+            "model": lambda: registry.model(query.name),
+            "capabilities": lambda: registry.capabilities(query.params),
+            "metrics": lambda: registry.metrics(query.params),
+        }
+        return 200, handlers[query.kind]()
+
+    async def on_query(self, query: RegistryQuery, delivery: Delivery) -> None:
+        try:
+            status, document = self._answer(query)
+            reply = RegistryReply(status=status, body=_json(document))
+        except ApiError as exc:
+            reply = RegistryReply(status=exc.status, body=openai_error_body(exc))
+        await self.bus.respond(delivery, CONTROL_REGISTRY, reply)
+
+    # --- the live view ---------------------------------------------------------------
+
+    def load(self, snapshot: RuntimeState) -> None:
+        self.state.enabled.update(snapshot.enabled)
+        for cooldown in snapshot.cooldowns:
+            self.state.cool_down(cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason)
+
+    async def on_enabled(self, event: ProviderEnabled, _: Delivery) -> None:
+        self.state.enabled[event.provider] = event.enabled
+        log.info("provider %s %s", event.provider, "enabled" if event.enabled else "disabled")
+
+    async def on_cooldown(self, event: Cooldown, _: Delivery) -> None:
+        self.state.cool_down(event.provider, event.credential, event.until, event.reason)
+        log.info(
+            "credential %s/%s cooling down for %.0fs: %s",
+            event.provider,
+            event.credential,
+            event.until - time.time(),
+            event.reason,
+        )
+
+    async def on_worker_status(self, status: WorkerStatus, _: Delivery) -> None:
+        self.cluster.update(status)

@@ -1,4 +1,6 @@
-"""Router wiring: config → catalog, subscribe to `llm.v1.route` in the `router` queue."""
+"""Router wiring: config → catalog; `llm.v1.route` and `control.v1.registry` in the
+`router` queue group; the live view from broadcast events and worker status; the
+runtime state (switches, cooldowns) fetched from auth at start; config reloads."""
 
 from __future__ import annotations
 
@@ -6,13 +8,19 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
-from llmbus.bus import connect, run_service
-from llmbus.config import load_config
-from llmbus.proto import ROUTE
-from llmbus.providers import configured_providers
+from llmbus.bus import Bus, BusFailure, RemoteError, connect, run_service
+from llmbus.config import Config, ConfigWatcher, load_config
+from llmbus.proto import (
+    AUTH_STATE,
+    CONTROL_COOLDOWNS,
+    CONTROL_PROVIDER_ENABLED,
+    CONTROL_REGISTRY,
+    ROUTE,
+    WORKER_STATUS,
+    RuntimeStateRequest,
+)
 from llmbus.router.handlers import Router
 from llmbus.router.settings import RouterSettings
-from llmbus.routing import Catalog
 from llmbus.telemetry import serve_metrics
 
 __all__ = ["main", "serve"]
@@ -20,19 +28,55 @@ __all__ = ["main", "serve"]
 log = logging.getLogger(__name__)
 
 
+async def _catch_up(bus: Bus, router: Router) -> None:
+    """The switches and cooldowns set before this router started, from auth; retried
+    until auth answers (it may start after the router). Events that arrive meanwhile
+    are newer and win: the snapshot only fills what they did not set."""
+    delay = 0.2
+    while True:
+        try:
+            snapshot = await bus.request(AUTH_STATE, RuntimeStateRequest(), timeout=2)
+        except (BusFailure, RemoteError) as exc:
+            log.debug("runtime state not available yet: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        for provider, enabled in snapshot.enabled.items():
+            router.state.enabled.setdefault(provider, enabled)
+        for cooldown in snapshot.cooldowns:
+            router.state.cool_down(cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason)
+        log.info(
+            "runtime state loaded: %d switches, %d cooldowns", len(snapshot.enabled), len(snapshot.cooldowns)
+        )
+        return
+
+
 async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
-    catalog = Catalog(configured_providers(config))
     async with AsyncExitStack() as stack:
         bus = await connect(settings.nats_url, name="llmbus-router")
         stack.push_async_callback(bus.drain)
-        router = Router(bus, catalog)
+        router = Router(bus, config)
+        await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
+        await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
+        await bus.subscribe(WORKER_STATUS, router.on_worker_status)
         await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
+        await bus.subscribe(CONTROL_REGISTRY, router.on_query, queue=CONTROL_REGISTRY.queue)
+
+        async def apply(new: Config) -> None:
+            router.apply(new)
+
+        tasks = [
+            asyncio.create_task(_catch_up(bus, router)),
+            asyncio.create_task(ConfigWatcher(settings.config, apply).run()),
+        ]
+        for task in tasks:
+            stack.callback(task.cancel)
         if settings.metrics_port:
             server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)
         await bus.flush()
-        log.info("router ready: %d models", len(catalog.models()))
+        log.info("router ready: %d model names", len(router.catalog.routes(router.state)))
         await stop.wait()
 
 
