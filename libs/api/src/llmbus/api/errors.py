@@ -115,10 +115,10 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def error_from_status(status: int, message: str, code: str = "") -> ApiError:
+def error_from_status(status: int, message: str, code: str = "", retry_after: float = 0.0) -> ApiError:
     """The ApiError for a status carried on the bus."""
     cls = _BY_STATUS.get(status, ApiError)
-    return cls(message, code=code or None, status=status)
+    return cls(message, code=code or None, status=status, retry_after=retry_after or None)
 
 
 class _ErrorDetail(msgspec.Struct):

@@ -1,28 +1,90 @@
-"""Auth request handlers."""
+"""Auth request handlers: client keys, provider switches, runtime state, cooldowns."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
+from llmbus.auth.runtime import RuntimeStore
 from llmbus.bus import Bus, Delivery
-from llmbus.proto import AUTH_KEY_VERIFY, BusError, KeyVerifyReply, KeyVerifyRequest
+from llmbus.proto import (
+    AUTH_KEY_VERIFY,
+    AUTH_PROVIDER_TOGGLE,
+    AUTH_STATE,
+    CONTROL_PROVIDER_ENABLED,
+    BusError,
+    Cooldown,
+    KeyVerifyReply,
+    KeyVerifyRequest,
+    ProviderEnabled,
+    ProviderToggle,
+    RuntimeStateRequest,
+)
 
 __all__ = ["AuthHandlers"]
 
+log = logging.getLogger(__name__)
+
+_STORE_DOWN = BusError(
+    status=503, code="auth_store_unavailable", message="the auth store (Redis) is unavailable"
+)
+
 
 class AuthHandlers:
-    def __init__(self, bus: Bus, keys: KeyStore, cache_ttl: float = 30.0) -> None:
+    def __init__(
+        self, bus: Bus, keys: KeyStore, runtime: RuntimeStore, providers: set[str], cache_ttl: float = 30.0
+    ) -> None:
         self.bus = bus
         self.keys = keys
+        self.runtime = runtime
+        self.providers = providers
+        """Provider names known to the configuration; replaced on reload."""
         self.cache_ttl = cache_ttl
 
     async def verify_key(self, request: KeyVerifyRequest, delivery: Delivery) -> None:
         try:
             client = await self.keys.lookup(request.key_hash)
         except KeyStoreUnavailable:
-            await self.bus.respond_error(
-                delivery,
-                BusError(status=503, code="auth_store_unavailable", message="the key store is unavailable"),
-            )
+            await self.bus.respond_error(delivery, _STORE_DOWN)
             return
         reply = KeyVerifyReply(valid=client is not None, client=client, ttl=self.cache_ttl if client else 5.0)
         await self.bus.respond(delivery, AUTH_KEY_VERIFY, reply)
+
+    async def toggle_provider(self, request: ProviderToggle, delivery: Delivery) -> None:
+        if request.provider not in self.providers:
+            await self.bus.respond_error(
+                delivery,
+                BusError(
+                    status=404, code="provider_not_found", message=f"No provider named `{request.provider}`."
+                ),
+            )
+            return
+        try:
+            await self.runtime.set_enabled(request.provider, request.enabled)
+        except KeyStoreUnavailable:
+            await self.bus.respond_error(delivery, _STORE_DOWN)
+            return
+        event = ProviderEnabled(provider=request.provider, enabled=request.enabled, at=time.time())
+        await self.bus.publish(CONTROL_PROVIDER_ENABLED, event)
+        log.info(
+            "provider %s %s by %s",
+            request.provider,
+            "enabled" if request.enabled else "disabled",
+            request.actor,
+        )
+        await self.bus.respond(delivery, AUTH_PROVIDER_TOGGLE, event)
+
+    async def runtime_state(self, _: RuntimeStateRequest, delivery: Delivery) -> None:
+        try:
+            state = await self.runtime.state()
+        except KeyStoreUnavailable:
+            await self.bus.respond_error(delivery, _STORE_DOWN)
+            return
+        await self.bus.respond(delivery, AUTH_STATE, state)
+
+    async def record_cooldown(self, cooldown: Cooldown, _: Delivery) -> None:
+        try:
+            await self.runtime.add_cooldown(cooldown)
+        except KeyStoreUnavailable:
+            log.warning("cannot store the cooldown of %s/%s", cooldown.provider, cooldown.credential)

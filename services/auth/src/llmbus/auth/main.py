@@ -9,11 +9,20 @@ from contextlib import AsyncExitStack
 from redis.asyncio import Redis
 
 from llmbus.auth.handlers import AuthHandlers
-from llmbus.auth.keys import KeyStore
+from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
+from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
-from llmbus.bus import connect, run_service
-from llmbus.config import load_config
-from llmbus.proto import AUTH_KEY_EVENTS, AUTH_KEY_VERIFY, KeyEvent
+from llmbus.bus import Bus, connect, run_service
+from llmbus.config import Config, ConfigWatcher, load_config
+from llmbus.proto import (
+    AUTH_KEY_EVENTS,
+    AUTH_KEY_VERIFY,
+    AUTH_PROVIDER_TOGGLE,
+    AUTH_STATE,
+    CONTROL_COOLDOWNS,
+    KeyEvent,
+)
+from llmbus.providers import configured_providers
 from llmbus.telemetry import serve_metrics
 
 __all__ = ["main", "serve"]
@@ -33,6 +42,12 @@ async def _wait_for_redis(redis: Redis, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.25)
 
 
+async def _sync_keys(bus: Bus, keys: KeyStore, config: Config) -> None:
+    revoked = await keys.sync_config_keys([(k.key, k.name) for k in config.client_keys()])
+    for key_hash in revoked:
+        await bus.publish(AUTH_KEY_EVENTS, KeyEvent(key_hash=key_hash))
+
+
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
     async with AsyncExitStack() as stack:
@@ -44,11 +59,22 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         keys = KeyStore(redis)
         bus = await connect(settings.nats_url, name="llmbus-auth")
         stack.push_async_callback(bus.drain)
-        revoked = await keys.sync_config_keys([(k.key, k.name) for k in config.client_keys()])
-        for key_hash in revoked:
-            await bus.publish(AUTH_KEY_EVENTS, KeyEvent(key_hash=key_hash))
-        handlers = AuthHandlers(bus, keys)
+        await _sync_keys(bus, keys, config)
+        handlers = AuthHandlers(bus, keys, RuntimeStore(redis), set(configured_providers(config)))
         await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
+        await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
+        await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
+        await bus.subscribe(CONTROL_COOLDOWNS, handlers.record_cooldown, queue="auth")
+
+        async def apply(new: Config) -> None:
+            handlers.providers = set(configured_providers(new))
+            try:
+                await _sync_keys(bus, keys, new)
+            except KeyStoreUnavailable:
+                log.error("client keys not updated: the key store is unavailable")
+
+        watcher = asyncio.create_task(ConfigWatcher(settings.config, apply).run())
+        stack.callback(watcher.cancel)
         if settings.metrics_port:
             server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException
 from llmbus.api import ApiError, InvalidRequest, NotFound, openai_error_body
 from llmbus.api.errors import error_from_status
 from llmbus.edge.context import EdgeContext
-from llmbus.edge.routes import chat, health, models
+from llmbus.edge.routes import chat, health, models, providers
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
 
@@ -26,7 +27,7 @@ ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]
 
 
 def _error_response(error: ApiError) -> Response:
-    headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after else None
+    headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))} if error.retry_after else None
     return Response(
         openai_error_body(error), status_code=error.status, media_type="application/json", headers=headers
     )
@@ -77,6 +78,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     )
     app.include_router(chat.router)
     app.include_router(models.router)
+    app.include_router(providers.router)
     app.include_router(health.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -145,4 +145,4 @@ class Call:
 
 
 def raise_for(event: Error) -> ApiError:
-    return error_from_status(event.status, event.message, event.code)
+    return error_from_status(event.status, event.message, event.code, event.retry_after)

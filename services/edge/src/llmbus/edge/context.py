@@ -1,4 +1,5 @@
-"""What the edge's handlers share: settings, the bus, the inbox, key cache, catalog."""
+"""What the edge's handlers share: settings, the bus, the inbox, key cache, the registry
+client and the management key."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass
 
 from llmbus.bus import Bus, Inbox
 from llmbus.edge.keys import KeyCache
+from llmbus.edge.management import ManagementKey
+from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
-from llmbus.routing import Catalog
 
 __all__ = ["EdgeContext"]
 
@@ -18,4 +20,5 @@ class EdgeContext:
     bus: Bus
     inbox: Inbox
     keys: KeyCache
-    catalog: Catalog
+    registry: RegistryClient
+    management: ManagementKey

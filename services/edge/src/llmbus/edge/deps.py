@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from llmbus.api import AuthenticationFailed
+from llmbus.api import AuthenticationFailed, PermissionDenied
 from llmbus.edge.context import EdgeContext
 from llmbus.proto import Client
 
-__all__ = ["Authenticated", "Context", "api_key_of"]
+__all__ = ["Authenticated", "Context", "Manager", "api_key_of"]
 
 
 def _context(request: Request) -> EdgeContext:
@@ -42,3 +42,22 @@ async def _client(request: Request, context: Context) -> Client:
 
 
 Authenticated = Annotated[Client, Depends(_client)]
+
+
+async def _manager(request: Request, context: Context) -> str:
+    """Writes of the management API need the management key from the config file,
+    as `Authorization: Bearer`, `x-api-key` or `x-management-key`."""
+    key = request.headers.get("x-management-key") or api_key_of(request)
+    if not context.management.configured:
+        raise PermissionDenied(
+            "The management API is read-only: set `management-key` in the config file to allow changes.",
+            code="management_disabled",
+        )
+    if not key:
+        raise AuthenticationFailed("This call needs the management key.", code="missing_management_key")
+    if not context.management.matches(key):
+        raise PermissionDenied("This call needs the management key.", code="invalid_management_key")
+    return "management"
+
+
+Manager = Annotated[str, Depends(_manager)]

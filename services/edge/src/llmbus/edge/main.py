@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from contextlib import AsyncExitStack
@@ -9,13 +10,13 @@ from contextlib import AsyncExitStack
 import uvicorn
 
 from llmbus.bus import Inbox, connect
-from llmbus.config import ConfigError, load_config
+from llmbus.config import Config, ConfigError, ConfigWatcher, load_config
 from llmbus.edge.app import create_app
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import KeyCache
+from llmbus.edge.management import ManagementKey
+from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
-from llmbus.providers import configured_providers
-from llmbus.routing import Catalog
 from llmbus.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
 __all__ = ["build_context", "main"]
@@ -32,9 +33,22 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
     keys = KeyCache(bus, settings.key_cache_ttl)
     await keys.start()
     await bus.flush()
-    catalog = Catalog(configured_providers(config))
+    management = ManagementKey(config.management_key)
+
+    async def apply(new: Config) -> None:
+        management.set(new.management_key)
+
+    watcher = asyncio.create_task(ConfigWatcher(settings.config, apply).run())
+    stack.callback(watcher.cancel)
     log.info("edge ready on http://%s:%d", settings.host, settings.port)
-    return EdgeContext(settings=settings, bus=bus, inbox=inbox, keys=keys, catalog=catalog)
+    return EdgeContext(
+        settings=settings,
+        bus=bus,
+        inbox=inbox,
+        keys=keys,
+        registry=RegistryClient(bus),
+        management=management,
+    )
 
 
 def main() -> int:

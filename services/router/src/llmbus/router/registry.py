@@ -118,14 +118,14 @@ class Registry:
                 "state": "cooling_down" if until else "ready",
             }
             if until:
-                reason = self.state.cooldown_reasons.get((provider.name, credential.name), "")
-                entry |= {"cooldown_until": until, "cooldown_reason": reason}
+                why = self.state.cooldown_reasons.get((provider.name, credential.name), "")
+                entry |= {"cooldown_until": until, "cooldown_reason": why}
                 cooldowns.append(
                     {
                         "credential": credential.name,
                         "until": until,
                         "remaining_s": round(until - now, 1),
-                        "reason": reason,
+                        "reason": why,
                     }
                 )
             credentials.append(entry)
