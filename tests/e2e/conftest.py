@@ -13,6 +13,7 @@ from llmbus.testing import Stack, StackPorts
 from tests.e2e.otlp import OtlpReceiver
 
 CLIENT_KEY = "sk-test-client"
+MANAGEMENT_KEY = "mk-test-management"
 CONFIG = Path(__file__).with_name("config.yaml")
 
 
@@ -24,19 +25,30 @@ def otlp() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture(scope="session")
-def stack(nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver) -> Iterator[Stack]:
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the e2e config that the stack runs on: tests may rewrite it."""
+    path = tmp_path_factory.mktemp("config") / "config.yaml"
+    path.write_text(CONFIG.read_text())
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack(
+    nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver, config_file: Path
+) -> Iterator[Stack]:
     ports = StackPorts.pick(prefer_defaults=False)
     ports.nats = int(nats_url.rsplit(":", 1)[1])
     ports.redis = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     stack = Stack(
-        config=CONFIG,
+        config=config_file,
         log_dir=logs_dir / "stack",
         ports=ports,
         with_infra=False,
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "LLMBUS_PROVIDERS": "openai,flaky",
+            "LLMBUS_PROVIDERS": "openai,flaky,spare,broken,local",
+            "LLMBUS_STATUS_INTERVAL": "0.5",
             "LLMBUS_ACCEPT_TIMEOUT": "2",
             # The edge gives up on a worker silent for 1.5 s; workers send heartbeats every
             # 0.3 s while the upstream is silent, and give up on it after 4 s.
@@ -46,6 +58,7 @@ def stack(nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver) -> 
             "LLMBUS_MOCK_SLOW_START_SECONDS": "2.5",
             "LLMBUS_MOCK_CHUNKS": "5",
             "LLMBUS_MOCK_HANG_SECONDS": "60",
+            "LLMBUS_MOCK_RETRY_AFTER_SECONDS": "5",
         },
     )
     stack.start()

@@ -116,6 +116,13 @@ class Stack:
         self.processes[name] = process
         return process
 
+    def metrics_url(self, name: str) -> str:
+        """Where the service's Prometheus metrics are served."""
+        env = self.processes[name].env
+        if "LLMBUS_METRICS_PORT" in env:
+            return f"http://127.0.0.1:{env['LLMBUS_METRICS_PORT']}/metrics"
+        return f"{self.base_url}/metrics"
+
     def wait_ready(self, name: str) -> None:
         process = self.processes[name]
         wait_for_http(process.env["_HEALTH_URL"], process=process)

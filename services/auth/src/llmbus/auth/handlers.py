@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import Counter
+
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.bus import Bus, Delivery
@@ -26,6 +28,10 @@ __all__ = ["AuthHandlers"]
 
 log = logging.getLogger(__name__)
 
+KEY_CHECKS = Counter("llmbus_auth_key_checks_total", "Client key verifications", ["result"])
+TOGGLES = Counter("llmbus_auth_provider_toggles_total", "Providers switched on or off", ["enabled"])
+COOLDOWNS = Counter("llmbus_auth_cooldowns_total", "Credential cooldowns recorded", ["provider"])
+
 _STORE_DOWN = BusError(
     status=503, code="auth_store_unavailable", message="the auth store (Redis) is unavailable"
 )
@@ -46,8 +52,10 @@ class AuthHandlers:
         try:
             client = await self.keys.lookup(request.key_hash)
         except KeyStoreUnavailable:
+            KEY_CHECKS.labels("store_unavailable").inc()
             await self.bus.respond_error(delivery, _STORE_DOWN)
             return
+        KEY_CHECKS.labels("valid" if client is not None else "invalid").inc()
         reply = KeyVerifyReply(valid=client is not None, client=client, ttl=self.cache_ttl if client else 5.0)
         await self.bus.respond(delivery, AUTH_KEY_VERIFY, reply)
 
@@ -65,6 +73,7 @@ class AuthHandlers:
         except KeyStoreUnavailable:
             await self.bus.respond_error(delivery, _STORE_DOWN)
             return
+        TOGGLES.labels(str(request.enabled).lower()).inc()
         event = ProviderEnabled(provider=request.provider, enabled=request.enabled, at=time.time())
         await self.bus.publish(CONTROL_PROVIDER_ENABLED, event)
         log.info(
@@ -84,6 +93,7 @@ class AuthHandlers:
         await self.bus.respond(delivery, AUTH_STATE, state)
 
     async def record_cooldown(self, cooldown: Cooldown, _: Delivery) -> None:
+        COOLDOWNS.labels(cooldown.provider).inc()
         try:
             await self.runtime.add_cooldown(cooldown)
         except KeyStoreUnavailable:

@@ -138,7 +138,7 @@ def _check_body(body: object) -> dict[str, Any]:
     return body
 
 
-def _scenario_error(scenario: Scenario, model: str, key: str) -> _Reply | None:
+def _scenario_error(scenario: Scenario, model: str, key: str, retry_after: int) -> _Reply | None:
     if scenario is Scenario.ERROR_400:
         return _Reply(
             400,
@@ -162,15 +162,15 @@ def _scenario_error(scenario: Scenario, model: str, key: str) -> _Reply | None:
             429,
             wire.error_body(
                 f"Rate limit reached for {model} in organization org-mock on requests per min (RPM): "
-                "Limit 3, Used 3, Requested 1. Please try again in 1s.",
+                f"Limit 3, Used 3, Requested 1. Please try again in {retry_after}s.",
                 "requests",
                 "rate_limit_exceeded",
             ),
             {
-                "retry-after": "1",
+                "retry-after": str(retry_after),
                 "x-ratelimit-limit-requests": "3",
                 "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-reset-requests": f"{retry_after}s",
             },
         )
     if scenario is Scenario.ERROR_500:
@@ -225,7 +225,7 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
                 )
             body = _check_body(body)
             scenario = pick_scenario(state.forced, body["model"], key)
-            failure = _scenario_error(scenario, body["model"], key)
+            failure = _scenario_error(scenario, body["model"], key, state.settings.retry_after_seconds)
             if failure is not None:
                 raise failure
         except _Reply as reply:
@@ -292,6 +292,7 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/models", models, methods=["GET"]),
             Route("/v1/models/{model:path}", model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/__mock__/requests", admin_requests, methods=["GET"]),

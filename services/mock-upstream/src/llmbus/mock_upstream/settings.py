@@ -21,6 +21,8 @@ class MockSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Delay between two streamed chunks."""
     hang_seconds: float = 3600.0
     """How long the `hang` scenarios stay silent."""
+    retry_after_seconds: int = 1
+    """The Retry-After of the `error-429` scenario."""
     slow_start_seconds: float = 2.0
     """How long the `slow-start` scenario waits before its first byte."""
 

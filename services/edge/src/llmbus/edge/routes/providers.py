@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from llmbus.api import GatewayTimeout, InvalidRequest, Unavailable, error_from_status
@@ -53,14 +53,9 @@ async def provider_status(name: str, context: Context, _: Authenticated) -> Resp
 
 
 @router.put("/v1/providers/{name}/enabled")
-async def set_enabled(
-    name: str,
-    context: Context,
-    actor: Manager,
-    body: Annotated[bytes, Body(media_type="application/json")] = b"",
-) -> Response:
+async def set_enabled(name: str, request: Request, context: Context, actor: Manager) -> Response:
     try:
-        wanted = msgspec.json.decode(body, type=_Enabled)
+        wanted = msgspec.json.decode(await request.body(), type=_Enabled)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(
             f'Expected a JSON body {{"enabled": true|false}}: {exc}', param="enabled"
