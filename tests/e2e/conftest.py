@@ -44,6 +44,7 @@ def stack(
         log_dir=logs_dir / "stack",
         ports=ports,
         with_infra=False,
+        replicas=2,
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",

@@ -22,6 +22,7 @@ from tests.e2e.conftest import CLIENT_KEY, MANAGEMENT_KEY
 pytestmark = pytest.mark.e2e
 
 USER = [{"role": "user", "content": "hello"}]
+SERVICES = ("router", "router-2", "worker-openai", "worker-openai-2", "edge", "auth")
 
 
 @pytest.fixture
@@ -163,7 +164,9 @@ async def test_switching_a_provider_off_reaches_every_router_within_a_second(
     try:
 
         async def is_off() -> bool:
-            return (await _provider(http, "spare"))["enabled"] is False
+            # Registry queries go to any router of the queue group: ask several times.
+            answers = [(await _provider(http, "spare"))["enabled"] for _ in range(6)]
+            return not any(answers)
 
         assert await _eventually(is_off) < 1.0
         with pytest.raises(openai.APIStatusError) as caught:
@@ -206,7 +209,7 @@ async def test_status_shows_health_checks(http: httpx.AsyncClient) -> None:
     await _eventually(checked, timeout=10)
     openai_status = (await http.get("/v1/providers/openai/status")).json()
     assert openai_status["health"]["ok"] is True
-    assert openai_status["workers"] == 1
+    assert openai_status["workers"] == 2
     assert openai_status["credentials"] == [{"name": "key-1", "type": "api_key", "state": "ready"}]
     broken = (await http.get("/v1/providers/broken/status")).json()
     assert broken["health"]["ok"] is False
@@ -272,15 +275,21 @@ async def test_config_reload_applies_a_good_file_and_refuses_a_bad_one(
         return "hot-model" in {m.id async for m in client.models.list()}
 
     try:
+        # A stream in flight across the reload runs to its end.
+        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)  # type: ignore[arg-type]
+        first = await stream.__anext__()
         _write(config_file, added)
-        for name in ("router", "worker-openai", "edge", "auth"):
+        for name in SERVICES:
             stack.processes[name].signal(signal.SIGHUP)
         await _eventually(served, timeout=5)
+        rest = [chunk async for chunk in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in [first, *rest] if c.choices)
+        assert text == "Mock answer to: hello"
         completion = await client.chat.completions.create(model="hot-model", messages=USER)  # type: ignore[arg-type]
         assert completion.choices[0].message.content
 
         _write(config_file, added + "\nproviders: [this is not a mapping]\n")
-        for name in ("router", "worker-openai"):
+        for name in ("router", "router-2", "worker-openai", "worker-openai-2"):
             stack.processes[name].signal(signal.SIGHUP)
 
         async def refused() -> bool:
@@ -293,7 +302,7 @@ async def test_config_reload_applies_a_good_file_and_refuses_a_bad_one(
         assert completion.choices[0].message.content
     finally:
         _write(config_file, original)
-        for name in ("router", "worker-openai", "edge", "auth"):
+        for name in SERVICES:
             stack.processes[name].signal(signal.SIGHUP)
         await _eventually(lambda: _not(served), timeout=5)
 

@@ -43,6 +43,8 @@ class Stack:
     ports: StackPorts
     env: Mapping[str, str] = field(default_factory=dict)
     workers: tuple[str, ...] = ("openai",)
+    replicas: int = 1
+    """Routers, and workers of each family: more than one proves the cluster-wide parts."""
     processes: dict[str, Process] = field(default_factory=dict)
     with_infra: bool = True
 
@@ -80,10 +82,17 @@ class Stack:
                 self.processes["redis"] = start_redis(self.ports.redis, self.log_dir)
             self.start_service("mock-upstream", "mock_upstream", {"LLMBUS_MOCK_PORT": str(self.ports.mock)})
             wait_for_http(f"{self.mock_url}/healthz", process=self.processes["mock-upstream"])
-            for name, module in (("auth", "auth"), ("router", "router")):
-                self.start_service(name, module)
-            for family in self.workers:
-                self.start_service(f"worker-{family}", "worker", {"LLMBUS_FAMILY": family})
+            self.start_service("auth", "auth")
+            for replica in range(1, self.replicas + 1):
+                suffix = "" if replica == 1 else f"-{replica}"
+                # Replicas share their service name in traces; the instance tells them apart.
+                self.start_service(f"router{suffix}", "router", {"OTEL_SERVICE_NAME": "llmbus-router"})
+                for family in self.workers:
+                    self.start_service(
+                        f"worker-{family}{suffix}",
+                        "worker",
+                        {"LLMBUS_FAMILY": family, "OTEL_SERVICE_NAME": f"llmbus-worker-{family}"},
+                    )
             self.start_service(
                 "edge", "edge", {"LLMBUS_PORT": str(self.ports.edge), "LLMBUS_HOST": "127.0.0.1"}
             )
