@@ -12,7 +12,8 @@ from llmbus.auth.keys import KeyStore, KeyStoreUnavailable, hash_key
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+    # Database 1: the end-to-end stack uses database 0 of the same server.
+    client = Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1")
     await client.flushdb()
     yield client
     await client.aclose()

@@ -109,7 +109,7 @@ class Catalog:
         fallback: list[Target] = []
         disabled: list[str] = []
         incapable: list[str] = []
-        cooling: list[float] = []
+        cooling: list[tuple[float, str]] = []
         for offer in route.offers:
             provider = offer.provider
             if not state.is_enabled(provider.name, provider.enabled):
@@ -123,7 +123,8 @@ class Catalog:
             for credential in provider.credentials:
                 until = state.cooling_until(provider.name, credential.name, now)
                 if until:
-                    cooling.append(until)
+                    why = state.cooldown_reasons.get((provider.name, credential.name), "refused upstream")
+                    cooling.append((until, f"{provider.name}/{credential.name}: {why}"))
                     continue
                 target = Target(
                     provider=provider.name, credential=credential.name, upstream_model=offer.upstream_model
@@ -135,10 +136,11 @@ class Catalog:
         if tiers or fallback:
             return Candidates([tiers[p] for p in sorted(tiers, reverse=True)], fallback)
         if cooling:
-            wait = max(0.0, min(cooling) - (time.time() if now is None else now))
+            wait = max(0.0, min(until for until, _ in cooling) - (time.time() if now is None else now))
+            reasons = "; ".join(sorted({why for _, why in cooling}))
             raise RateLimited(
-                f"every credential that serves `{model}` is cooling down after upstream rate limits; "
-                f"retry in {wait:.0f}s",
+                f"every credential that serves `{model}` is resting after upstream refusals ({reasons}); "
+                f"retry in {max(1, round(wait))}s",
                 retry_after=wait,
             )
         if incapable:
