@@ -1,7 +1,7 @@
 """Fold the user-guide keys into the `providers:` map, so the rest of llmbus sees one form.
 
 - `claude-api-key`, `openrouter`, ... (one list per provider): entries that share their
-  prefix, base URL, models, exclusions and headers become one provider with one
+  prefix, base URL, models, exclusions, headers and priority become one provider with one
   credential per entry. The provider is named after its built-in type (`claude`), or
   `<type>-<prefix>` when the entries have a prefix (`claude-prod`); other differences
   number it (`claude-2`).
@@ -36,15 +36,20 @@ __all__ = ["normalize"]
 
 
 def _models(models: Sequence[GuideModel]) -> list[str | ModelEntry]:
-    return [ModelEntry(name=m.alias or m.name, upstream=m.name if m.alias else None) for m in models]
+    """`name` is the upstream model, sent as it is; `alias` the name clients use."""
+    return [ModelEntry(name=m.alias or m.name, upstream=m.name) for m in models]
 
 
 def _kebab(field: str) -> str:
     return field.replace("_", "-")
 
 
-def _instance_name(kind: str, prefix: str, taken: set[str], shape: object, shapes: dict[str, object]) -> str:
+def _instance_name(
+    kind: str, prefix: str, taken: set[str], shape: object, shapes: dict[str, object], declared: set[str]
+) -> str:
     base = kind if not prefix else (prefix if prefix.startswith(f"{kind}-") else f"{kind}-{prefix}")
+    if base in declared:
+        return base  # the `providers:` entry receives the credentials (or a conflict is reported)
     name, n = base, 1
     while name in taken and shapes.get(name) != shape:
         n += 1
@@ -87,8 +92,15 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
             where = f"{_kebab(field)}[{index}]"
             if not entry.api_key:
                 continue  # `${KEY:-}` left empty: not configured
-            shape: object = (entry.prefix, entry.base_url, entry.models, entry.excluded_models, entry.headers)
-            name = _instance_name(kind, entry.prefix, set(providers), shape, shapes)
+            shape: object = (
+                entry.prefix,
+                entry.base_url,
+                entry.models,
+                entry.excluded_models,
+                entry.headers,
+                entry.priority,
+            )
+            name = _instance_name(kind, entry.prefix, set(providers), shape, shapes, declared)
             add(
                 name,
                 where,
@@ -113,8 +125,8 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
 
     for index, kiro in enumerate(config.kiro):
         where = f"kiro[{index}]"
-        kiro_shape: object = (kiro.prefix, kiro.region, kiro.models, kiro.excluded_models)
-        name = _instance_name("kiro", kiro.prefix, set(providers), kiro_shape, shapes)
+        kiro_shape: object = (kiro.prefix, kiro.region, kiro.models, kiro.excluded_models, kiro.priority)
+        name = _instance_name("kiro", kiro.prefix, set(providers), kiro_shape, shapes, declared)
         add(name, where, _kiro_provider(kiro, index), kiro_shape)
 
     return msgspec.structs.replace(config, providers=providers)

@@ -210,7 +210,7 @@ def _configured(name: str, entry: ProviderConfig, config: Config) -> ConfiguredP
     )
     excluded = (*config.excluded_models, *entry.excluded_models)
     models = tuple(
-        m
+        msgspec.structs.replace(m, aliases=tuple(a for a in m.aliases if not is_excluded(a, excluded)))
         for m in _models(spec, entry, features)
         if not is_excluded(m.name, excluded) and not is_excluded(m.upstream, excluded)
     )
