@@ -3,6 +3,8 @@ normalising into one model, their errors, and reloading the file at run time."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from pathlib import Path
 
@@ -515,3 +517,27 @@ async def test_reload_refuses_a_missing_file(tmp_path: Path) -> None:
     assert await watcher.reload() is False
     assert calls == []
     assert watcher.refusals == 2
+
+
+async def test_config_watcher_reloads_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("api-keys: [k1]\n")
+    seen: list[list[str]] = []
+    applied = asyncio.Event()
+
+    async def apply(config: Config) -> None:
+        seen.append([k.key for k in config.client_keys()])
+        applied.set()
+
+    watcher = ConfigWatcher(path, apply, poll_interval=0.05)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.sleep(0.1)
+        path.write_text("api-keys: [k1, k2-longer]\n")
+        async with asyncio.timeout(5):
+            await applied.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert seen == [["k1", "k2-longer"]]
