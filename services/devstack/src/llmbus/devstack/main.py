@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from llmbus.config import ConfigError, load_config
+from llmbus.providers import configured_providers
 from llmbus.testing import MissingBinary, Stack, StackPorts
 
 __all__ = ["main"]
@@ -60,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llmbus: failed to start: {exc}\nlogs: {log_dir}", file=sys.stderr)
         return 1
     key = config.client_keys()[0].key if config.client_keys() else "(none configured)"
-    models = ", ".join(sorted({m.name for p in config.providers.values() for m in p.model_entries()}))
+    routable = [p for p in configured_providers(config).values() if p.unroutable_reason is None]
+    models = ", ".join(sorted({name for p in routable for m in p.models for name in (m.name, *m.aliases)}))
     print(
         f"\nllmbus is up.\n"
         f"  URL         {stack.base_url}/v1\n"
         f"  client key  {key}\n"
+        f"  management  {config.management_key or '(read-only: no management-key)'}\n"
         f"  models      {models}\n"
         f"  NATS        {stack.nats_url}    Redis {stack.redis_url}\n"
         f"  logs        {log_dir}\n\n"

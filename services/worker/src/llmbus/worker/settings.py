@@ -19,5 +19,5 @@ class WorkerSettings(ServiceSettings, frozen=True, kw_only=True):
     read_timeout: float = 300.0
     max_connections: int = 512
     metrics_port: int = 0
-    status_interval: float = 5.0
+    status_interval: float = 2.0
     """Seconds between two `WorkerStatus` messages to the routers."""
