@@ -13,7 +13,8 @@ from llmbus.proto import Client
 __all__ = ["Authenticated", "Context", "Manager", "api_key_of"]
 
 
-def _context(request: Request) -> EdgeContext:
+async def _context(request: Request) -> EdgeContext:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, on every request.
     context: EdgeContext = request.app.state.context
     return context
 
