@@ -4,6 +4,7 @@ else. Every call is a client span of the current trace."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,10 +25,23 @@ class UpstreamResponse:
     status: int
     headers: Mapping[str, str]
     _response: httpx2.Response
+    _raw: AsyncIterator[bytes] | None = None
+    """One iterator over the body for the whole response: a reader that stops early (at
+    `[DONE]`) leaves the rest to `drain`, which keeps the connection for reuse."""
+
+    def _body(self) -> AsyncIterator[bytes]:
+        if self._raw is None:
+            self._raw = self._response.aiter_raw()
+        return self._raw
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        body = self._body()
         try:
-            async for chunk in self._response.aiter_raw():
+            while True:
+                try:
+                    chunk = await anext(body)
+                except StopAsyncIteration:
+                    return
                 yield chunk
         except httpx2.TimeoutException:
             raise UpstreamTimeout("the upstream stopped sending") from None
@@ -35,6 +49,20 @@ class UpstreamResponse:
             raise UpstreamError(
                 f"the upstream connection failed: {type(exc).__name__}", retryable=False
             ) from None
+
+    async def drain(self, limit: int = 64 << 10, timeout: float = 0.5) -> None:
+        """Read what is left of the body (after `[DONE]`, the chunked terminator), so the
+        connection goes back to the pool instead of being closed; give up quietly after
+        `limit` bytes or `timeout` seconds."""
+        seen = 0
+        try:
+            async with asyncio.timeout(timeout):
+                async for chunk in self._body():
+                    seen += len(chunk)
+                    if seen > limit:
+                        return
+        except (TimeoutError, httpx2.HTTPError, httpx2.StreamError):
+            return
 
     async def read(self, limit: int = 1 << 20) -> bytes:
         body = bytearray()
@@ -89,8 +117,10 @@ class HttpClient:
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 400:
                 span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
+            upstream = UpstreamResponse(response.status_code, response.headers, response)
             try:
-                yield UpstreamResponse(response.status_code, response.headers, response)
+                yield upstream
+                await upstream.drain()
             finally:
                 await response.aclose()
 

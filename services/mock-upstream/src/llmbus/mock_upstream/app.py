@@ -200,6 +200,7 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
             "path": request.url.path,
             "headers": {k: v for k, v in request.headers.items() if k != "authorization"},
             "key_fingerprint": _fingerprint(key) if key else None,
+            "peer": f"{request.client.host}:{request.client.port}" if request.client else None,
             "body": body,
             "outcome": "pending",
         }
