@@ -20,6 +20,7 @@ import httpx2
 from llmbus.testing import Stack, StackPorts
 
 KEY = "sk-llmbus-dev"
+STREAM_MODES = (True, False)
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"benchmark"}]%s}'
 
 
@@ -91,7 +92,7 @@ def main() -> int:
     try:
         direct = (f"{stack.mock_url}/v1/chat/completions", {"Authorization": "Bearer sk-mock"})
         gateway = (f"{stack.base_url}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"})
-        for stream in (True, False):
+        for stream in STREAM_MODES:
             for concurrency in levels:
                 base = asyncio.run(_run(*direct, args.requests, concurrency, stream))
                 via = asyncio.run(_run(*gateway, args.requests, concurrency, stream))
