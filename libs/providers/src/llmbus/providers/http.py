@@ -80,6 +80,8 @@ class HttpClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
         max_connections: int = 512,
+        max_keepalive: int = 512,
+        keepalive_expiry: float = 60.0,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self._client = httpx2.AsyncClient(
@@ -88,8 +90,8 @@ class HttpClient:
             ),
             limits=httpx2.Limits(
                 max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60,
+                max_keepalive_connections=max_keepalive,
+                keepalive_expiry=keepalive_expiry,
             ),
             transport=transport,
             follow_redirects=False,

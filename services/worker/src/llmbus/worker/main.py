@@ -71,6 +71,8 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_connections=settings.max_connections,
+            max_keepalive=settings.max_keepalive,
+            keepalive_expiry=settings.keepalive_expiry,
         )
         stack.push_async_callback(http.aclose)
         bus = await connect(settings.nats_url, name=f"llmbus-worker-{settings.family}-{os.getpid()}")
