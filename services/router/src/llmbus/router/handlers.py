@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,9 +18,10 @@ import msgspec
 from prometheus_client import Counter
 
 from llmbus.api import ApiError, openai_error_body
-from llmbus.bus import Bus, BusUnavailable, Delivery
+from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, RemoteError
 from llmbus.config import Config
 from llmbus.proto import (
+    AUTH_STATE,
     CONTROL_REGISTRY,
     EVENTS,
     EXEC,
@@ -31,6 +33,7 @@ from llmbus.proto import (
     RegistryReply,
     RouteRequest,
     RuntimeState,
+    RuntimeStateRequest,
     WorkerStatus,
 )
 from llmbus.providers import configured_providers
@@ -124,9 +127,32 @@ class Router:
     # --- the live view ---------------------------------------------------------------
 
     def load(self, snapshot: RuntimeState) -> None:
-        self.state.enabled.update(snapshot.enabled)
+        """Take the switches and cooldowns set before this router started. Events that
+        arrived meanwhile are newer and win: the snapshot only fills what they did not set."""
+        for provider, enabled in snapshot.enabled.items():
+            self.state.enabled.setdefault(provider, enabled)
         for cooldown in snapshot.cooldowns:
             self.state.cool_down(cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason)
+
+    async def catch_up(self, max_delay: float = 5.0) -> None:
+        """Fetch the runtime state from auth, retried until auth answers (it may start
+        after the router)."""
+        delay = 0.2
+        while True:
+            try:
+                snapshot = await self.bus.request(AUTH_STATE, RuntimeStateRequest(), timeout=2)
+            except (BusFailure, RemoteError) as exc:
+                log.debug("runtime state not available yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+                continue
+            self.load(snapshot)
+            log.info(
+                "runtime state loaded: %d switches, %d cooldowns",
+                len(snapshot.enabled),
+                len(snapshot.cooldowns),
+            )
+            return
 
     async def on_enabled(self, event: ProviderEnabled, _: Delivery) -> None:
         self.state.enabled[event.provider] = event.enabled

@@ -8,16 +8,14 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
-from llmbus.bus import Bus, BusFailure, RemoteError, connect, run_service
+from llmbus.bus import connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
-    AUTH_STATE,
     CONTROL_COOLDOWNS,
     CONTROL_PROVIDER_ENABLED,
     CONTROL_REGISTRY,
     ROUTE,
     WORKER_STATUS,
-    RuntimeStateRequest,
 )
 from llmbus.router.handlers import Router
 from llmbus.router.settings import RouterSettings
@@ -26,29 +24,6 @@ from llmbus.telemetry import serve_metrics
 __all__ = ["main", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-async def _catch_up(bus: Bus, router: Router) -> None:
-    """The switches and cooldowns set before this router started, from auth; retried
-    until auth answers (it may start after the router). Events that arrive meanwhile
-    are newer and win: the snapshot only fills what they did not set."""
-    delay = 0.2
-    while True:
-        try:
-            snapshot = await bus.request(AUTH_STATE, RuntimeStateRequest(), timeout=2)
-        except (BusFailure, RemoteError) as exc:
-            log.debug("runtime state not available yet: %s", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-            continue
-        for provider, enabled in snapshot.enabled.items():
-            router.state.enabled.setdefault(provider, enabled)
-        for cooldown in snapshot.cooldowns:
-            router.state.cool_down(cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason)
-        log.info(
-            "runtime state loaded: %d switches, %d cooldowns", len(snapshot.enabled), len(snapshot.cooldowns)
-        )
-        return
 
 
 async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
@@ -67,7 +42,7 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
             router.apply(new)
 
         tasks = [
-            asyncio.create_task(_catch_up(bus, router)),
+            asyncio.create_task(router.catch_up()),
             asyncio.create_task(ConfigWatcher(settings.config, apply).run()),
         ]
         for task in tasks:
