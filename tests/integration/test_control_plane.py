@@ -19,9 +19,9 @@ from llmbus.auth.runtime import RuntimeStore
 from llmbus.bus import Bus, RemoteError, connect
 from llmbus.config import parse_config
 from llmbus.proto import (
+    AUTH_COOLDOWN_EVENTS,
     AUTH_PROVIDER_TOGGLE,
     AUTH_STATE,
-    CONTROL_COOLDOWNS,
     CONTROL_PROVIDER_ENABLED,
     Cooldown,
     Needs,
@@ -58,7 +58,7 @@ async def auth(bus: Bus, redis_url: str) -> AsyncIterator[AuthHandlers]:
     handlers = AuthHandlers(bus, KeyStore(redis), RuntimeStore(redis), {"spare"})
     await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue="auth")
     await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue="auth")
-    await bus.subscribe(CONTROL_COOLDOWNS, handlers.record_cooldown, queue="auth")
+    await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
     yield handlers
     await redis.aclose()
 
@@ -74,7 +74,7 @@ async def _eventually(check: Callable[[], bool], within: float) -> None:
 async def _router(bus: Bus) -> Router:
     router = Router(bus, CONFIG)
     await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
-    await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
+    await bus.subscribe(AUTH_COOLDOWN_EVENTS, router.on_cooldown)
     await bus.flush()
     return router
 
@@ -100,7 +100,7 @@ async def test_a_switch_reaches_running_routers_and_routers_started_later(
 async def test_a_cooldown_is_kept_for_routers_started_later(bus: Bus, auth: AuthHandlers) -> None:
     until = time.time() + 60
     await bus.publish(
-        CONTROL_COOLDOWNS, Cooldown(provider="spare", credential="key-1", until=until, reason="429")
+        AUTH_COOLDOWN_EVENTS, Cooldown(provider="spare", credential="key-1", until=until, reason="429")
     )
     await bus.flush()
     late = Router(bus, CONFIG)

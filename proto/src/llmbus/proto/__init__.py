@@ -46,12 +46,12 @@ from llmbus.proto.messages import (
     Usage,
 )
 from llmbus.proto.subjects import (
+    AUTH_COOLDOWN_EVENTS,
     AUTH_KEY_EVENTS,
     AUTH_KEY_VERIFY,
     AUTH_PROVIDER_TOGGLE,
     AUTH_STATE,
     CANCEL,
-    CONTROL_COOLDOWNS,
     CONTROL_PROVIDER_ENABLED,
     CONTROL_REGISTRY,
     ERROR_HEADER,
@@ -68,12 +68,12 @@ from llmbus.proto.subjects import (
 )
 
 __all__ = [
+    "AUTH_COOLDOWN_EVENTS",
     "AUTH_KEY_EVENTS",
     "AUTH_KEY_VERIFY",
     "AUTH_PROVIDER_TOGGLE",
     "AUTH_STATE",
     "CANCEL",
-    "CONTROL_COOLDOWNS",
     "CONTROL_PROVIDER_ENABLED",
     "CONTROL_REGISTRY",
     "ERROR_HEADER",

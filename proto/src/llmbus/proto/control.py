@@ -56,7 +56,7 @@ class ProviderEnabled(Msg, frozen=True, kw_only=True):
 
 
 class Cooldown(Msg, frozen=True, kw_only=True):
-    """`control.v1.cooldowns`: a credential rests until `until` (unix seconds)."""
+    """`auth.v1.events.cooldowns`: a credential rests until `until` (unix seconds)."""
 
     provider: str
     credential: str

@@ -35,12 +35,12 @@ from llmbus.proto.messages import (
 )
 
 __all__ = [
+    "AUTH_COOLDOWN_EVENTS",
     "AUTH_KEY_EVENTS",
     "AUTH_KEY_VERIFY",
     "AUTH_PROVIDER_TOGGLE",
     "AUTH_STATE",
     "CANCEL",
-    "CONTROL_COOLDOWNS",
     "CONTROL_PROVIDER_ENABLED",
     "CONTROL_REGISTRY",
     "ERROR_HEADER",
@@ -130,7 +130,7 @@ AUTH_STATE: Endpoint[RuntimeStateRequest, RuntimeState] = Endpoint(
 CONTROL_PROVIDER_ENABLED: Topic[ProviderEnabled] = Topic(
     "control.v1.providers.enabled", Codec(ProviderEnabled)
 )
-CONTROL_COOLDOWNS: Topic[Cooldown] = Topic("control.v1.cooldowns", Codec(Cooldown))
+AUTH_COOLDOWN_EVENTS: Topic[Cooldown] = Topic("auth.v1.events.cooldowns", Codec(Cooldown))
 CONTROL_REGISTRY: Endpoint[RegistryQuery, RegistryReply] = Endpoint(
     "control.v1.registry", Codec(RegistryQuery), queue="router", reply=Codec(RegistryReply)
 )

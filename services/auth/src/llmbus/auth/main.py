@@ -15,11 +15,11 @@ from llmbus.auth.settings import AuthSettings
 from llmbus.bus import Bus, connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
+    AUTH_COOLDOWN_EVENTS,
     AUTH_KEY_EVENTS,
     AUTH_KEY_VERIFY,
     AUTH_PROVIDER_TOGGLE,
     AUTH_STATE,
-    CONTROL_COOLDOWNS,
     KeyEvent,
 )
 from llmbus.providers import configured_providers
@@ -64,7 +64,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
         await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
-        await bus.subscribe(CONTROL_COOLDOWNS, handlers.record_cooldown, queue="auth")
+        await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
 
         async def apply(new: Config) -> None:
             handlers.providers = set(configured_providers(new))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.responses import Response
 
-from llmbus.api import GatewayTimeout, Unavailable, error_from_status
-from llmbus.bus import Bus, BusTimeout, BusUnavailable, NoResponders, RemoteError
+from llmbus.bus import Bus
+from llmbus.edge.bus_errors import answered_by
 from llmbus.proto import CONTROL_REGISTRY, RegistryQuery
 
 __all__ = ["RegistryClient"]
@@ -17,14 +17,6 @@ class RegistryClient:
         self.timeout = timeout
 
     async def query(self, query: RegistryQuery) -> Response:
-        try:
+        with answered_by("router"):
             reply = await self.bus.request(CONTROL_REGISTRY, query, timeout=self.timeout)
-        except NoResponders:
-            raise Unavailable("no llmbus router is available", code="no_router_available") from None
-        except BusTimeout:
-            raise GatewayTimeout("the router did not answer in time", code="router_timeout") from None
-        except BusUnavailable:
-            raise Unavailable("the message bus is unavailable", code="bus_unavailable") from None
-        except RemoteError as exc:
-            raise error_from_status(exc.status, exc.message, exc.code) from None
         return Response(reply.body, status_code=reply.status, media_type="application/json")

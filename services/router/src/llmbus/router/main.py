@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from llmbus.bus import connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
-    CONTROL_COOLDOWNS,
+    AUTH_COOLDOWN_EVENTS,
     CONTROL_PROVIDER_ENABLED,
     CONTROL_REGISTRY,
     ROUTE,
@@ -33,7 +33,7 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(bus.drain)
         router = Router(bus, config)
         await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
-        await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
+        await bus.subscribe(AUTH_COOLDOWN_EVENTS, router.on_cooldown)
         await bus.subscribe(WORKER_STATUS, router.on_worker_status)
         await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
         await bus.subscribe(CONTROL_REGISTRY, router.on_query, queue=CONTROL_REGISTRY.queue)

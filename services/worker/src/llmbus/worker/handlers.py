@@ -14,8 +14,8 @@ from opentelemetry import trace
 
 from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, Subscription, is_no_responders
 from llmbus.proto import (
+    AUTH_COOLDOWN_EVENTS,
     CANCEL,
-    CONTROL_COOLDOWNS,
     EXEC,
     CancelRequest,
     Cooldown,
@@ -222,7 +222,7 @@ class Worker:
             status=exc.upstream_status,
         )
         try:
-            await self.bus.publish(CONTROL_COOLDOWNS, cooldown, traced=False)
+            await self.bus.publish(AUTH_COOLDOWN_EVENTS, cooldown, traced=False)
         except BusFailure:
             log.warning("cannot announce the cooldown of %s/%s", provider.name, credential)
 

@@ -10,8 +10,8 @@ import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from llmbus.api import GatewayTimeout, InvalidRequest, Unavailable, error_from_status
-from llmbus.bus import BusTimeout, BusUnavailable, NoResponders, RemoteError
+from llmbus.api import InvalidRequest
+from llmbus.edge.bus_errors import answered_by
 from llmbus.edge.deps import Authenticated, Context, Manager
 from llmbus.proto import AUTH_PROVIDER_TOGGLE, ProviderToggle, RegistryQuery
 
@@ -60,20 +60,12 @@ async def set_enabled(name: str, request: Request, context: Context, actor: Mana
         raise InvalidRequest(
             f'Expected a JSON body {{"enabled": true|false}}: {exc}', param="enabled"
         ) from None
-    try:
+    with answered_by("auth"):
         event = await context.bus.request(
             AUTH_PROVIDER_TOGGLE,
             ProviderToggle(provider=name, enabled=wanted.enabled, actor=actor),
             timeout=3,
         )
-    except NoResponders:
-        raise Unavailable("the auth service is unavailable", code="auth_unavailable") from None
-    except BusTimeout:
-        raise GatewayTimeout("the auth service did not answer in time", code="auth_timeout") from None
-    except BusUnavailable:
-        raise Unavailable("the message bus is unavailable", code="bus_unavailable") from None
-    except RemoteError as exc:
-        raise error_from_status(exc.status, exc.message, exc.code) from None
     document = {"provider": event.provider, "enabled": event.enabled, "changed_at": event.at}
     return Response(_encode(document), media_type="application/json")
 
