@@ -24,8 +24,8 @@ lint: setup ## ruff check and format check
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-typecheck: setup ## mypy --strict on proto, libs and services
-	.venv/bin/mypy proto/src libs/*/src services/*/src
+typecheck: setup ## mypy --strict on proto, libs, services, tests and bench
+	.venv/bin/mypy proto/src libs/*/src services/*/src tests bench
 
 format: setup ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .

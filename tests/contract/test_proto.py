@@ -62,6 +62,6 @@ def test_exec_request_is_a_route_request_plus_target() -> None:
 
 
 @pytest.mark.parametrize("event_type", [Started, Delta, Usage, Done, Error, Heartbeat])
-def test_events_decode_by_their_tag(event_type: type) -> None:
+def test_events_decode_by_their_tag(event_type: type[msgspec.Struct]) -> None:
     assert event_type.__struct_config__.tag in {"started", "delta", "usage", "done", "error", "heartbeat"}
-    assert event_type in AnyEvent.__args__  # type: ignore[attr-defined]
+    assert event_type in AnyEvent.__args__

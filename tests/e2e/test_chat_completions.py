@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx2 as httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionToolParam
 
 from llmbus.testing import Stack
 from tests.e2e.conftest import CLIENT_KEY
@@ -68,7 +69,7 @@ async def test_mapped_model_is_sent_upstream_under_its_upstream_name(
 
 
 async def test_tool_calls_stream_through_in_fragments(client: openai.AsyncOpenAI) -> None:
-    tools = [
+    tools: list[ChatCompletionToolParam] = [
         {
             "type": "function",
             "function": {

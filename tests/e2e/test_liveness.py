@@ -9,12 +9,13 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmbus.testing import Stack
 
 pytestmark = pytest.mark.e2e
 
-USER = [{"role": "user", "content": "take your time"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "take your time"}]
 
 
 async def _outcome(mock: httpx.AsyncClient, model: str, timeout: float = 8) -> dict[str, Any]:
@@ -41,10 +42,10 @@ async def test_upstream_silent_longer_than_the_idle_timeout_still_answers(
             async for c in await client.chat.completions.create(
                 model="slow-start", messages=USER, stream=True
             )
-        ]  # type: ignore[arg-type]
+        ]
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
-        completion = await client.chat.completions.create(model="slow-start", messages=USER)  # type: ignore[arg-type]
+        completion = await client.chat.completions.create(model="slow-start", messages=USER)
         text = completion.choices[0].message.content or ""
     assert "take your time" in text
 
@@ -55,7 +56,7 @@ async def test_client_that_goes_away_cancels_the_upstream_call(
     async with httpx.AsyncClient(base_url=stack.mock_url) as mock:
         await mock.post("/__mock__/reset")
         # `slow` streams one chunk every 0.5 s: the whole answer takes seconds.
-        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)
         first = await stream.__anext__()
         assert first.choices[0].delta.role == "assistant"
         await stream.close()
@@ -67,7 +68,7 @@ async def test_an_unhurried_stream_runs_to_its_end(client: openai.AsyncOpenAI, s
     """The counterpart of the cancel test: the same stream, read to the end, completes."""
     async with httpx.AsyncClient(base_url=stack.mock_url) as mock:
         await mock.post("/__mock__/reset")
-        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)
         async for _ in stream:
             pass
         record = await _outcome(mock, "slow")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from llmbus.providers import BUILTIN
 from llmbus.testing import Stack
@@ -21,7 +22,7 @@ from tests.e2e.conftest import CLIENT_KEY, MANAGEMENT_KEY
 
 pytestmark = pytest.mark.e2e
 
-USER = [{"role": "user", "content": "hello"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 SERVICES = ("router", "router-2", "worker-openai", "worker-openai-2", "edge", "auth")
 
 
@@ -112,7 +113,7 @@ async def test_models_list_names_aliases_and_prefixes_and_hides_exclusions(
 
 @pytest.mark.parametrize("model", ["mini", "loc/compat-mini", "local/compat-mini", "openai/gpt-4o-mini"])
 async def test_aliases_and_prefixes_route(client: openai.AsyncOpenAI, model: str) -> None:
-    completion = await client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+    completion = await client.chat.completions.create(model=model, messages=USER)
     assert completion.model == model
     assert "hello" in (completion.choices[0].message.content or "")
 
@@ -120,15 +121,17 @@ async def test_aliases_and_prefixes_route(client: openai.AsyncOpenAI, model: str
 @pytest.mark.parametrize("model", ["gpt-4o-secret", "internal-beta", "compat-mini"])
 async def test_excluded_and_unprefixed_names_are_404(client: openai.AsyncOpenAI, model: str) -> None:
     with pytest.raises(openai.NotFoundError):
-        await client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+        await client.chat.completions.create(model=model, messages=USER)
 
 
 async def test_capability_filter_refuses_tools_for_a_model_without_them(client: openai.AsyncOpenAI) -> None:
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    tools: list[ChatCompletionToolParam] = [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ]
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(model="no-tools", messages=USER, tools=tools)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="no-tools", messages=USER, tools=tools)
     assert "tools" in caught.value.message
-    plain = await client.chat.completions.create(model="no-tools", messages=USER)  # type: ignore[arg-type]
+    plain = await client.chat.completions.create(model="no-tools", messages=USER)
     assert plain.choices[0].message.content
 
 
@@ -170,7 +173,7 @@ async def test_switching_a_provider_off_reaches_every_router_within_a_second(
 
         assert await _eventually(is_off) < 1.0
         with pytest.raises(openai.APIStatusError) as caught:
-            await client.chat.completions.create(model="spare-model", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="spare-model", messages=USER)
         assert caught.value.status_code == 503
         assert "disabled" in caught.value.message
         ids = {m.id async for m in client.models.list()}
@@ -183,7 +186,7 @@ async def test_switching_a_provider_off_reaches_every_router_within_a_second(
         return (await _provider(http, "spare"))["enabled"] is True
 
     await _eventually(is_on)
-    completion = await client.chat.completions.create(model="spare-model", messages=USER)  # type: ignore[arg-type]
+    completion = await client.chat.completions.create(model="spare-model", messages=USER)
     assert completion.choices[0].message.content
 
 
@@ -221,7 +224,7 @@ async def test_status_shows_health_checks(http: httpx.AsyncClient) -> None:
 async def test_a_rate_limited_credential_cools_down_for_every_router(
     http: httpx.AsyncClient, client: openai.AsyncOpenAI
 ) -> None:
-    completion = await client.chat.completions.create(model="resilient", messages=USER)  # type: ignore[arg-type]
+    completion = await client.chat.completions.create(model="resilient", messages=USER)
     assert completion.choices[0].message.content
     status = (await http.get("/v1/providers/flaky/status")).json()
     assert status["credentials"][0]["state"] == "cooling_down"
@@ -233,9 +236,9 @@ async def test_metrics_add_up_requests_errors_latency_and_tokens(
     http: httpx.AsyncClient, client: openai.AsyncOpenAI
 ) -> None:
     for _ in range(3):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
     with pytest.raises(openai.APIStatusError):
-        await client.chat.completions.create(model="fail-500", messages=USER)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="fail-500", messages=USER)
 
     async def counted() -> bool:
         data = (await http.get("/v1/metrics/providers", params={"provider": "openai"})).json()["data"]
@@ -276,7 +279,7 @@ async def test_config_reload_applies_a_good_file_and_refuses_a_bad_one(
 
     try:
         # A stream in flight across the reload runs to its end.
-        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(model="slow", messages=USER, stream=True)
         first = await stream.__anext__()
         _write(config_file, added)
         for name in SERVICES:
@@ -285,7 +288,7 @@ async def test_config_reload_applies_a_good_file_and_refuses_a_bad_one(
         rest = [chunk async for chunk in stream]
         text = "".join(c.choices[0].delta.content or "" for c in [first, *rest] if c.choices)
         assert text == "Mock answer to: hello"
-        completion = await client.chat.completions.create(model="hot-model", messages=USER)  # type: ignore[arg-type]
+        completion = await client.chat.completions.create(model="hot-model", messages=USER)
         assert completion.choices[0].message.content
 
         _write(config_file, added + "\nproviders: [this is not a mapping]\n")
@@ -298,7 +301,7 @@ async def test_config_reload_applies_a_good_file_and_refuses_a_bad_one(
         await _eventually(refused, timeout=5)
         assert "providers: expected a mapping" in stack.processes["router"].log_text()
         assert await served(), "the previous configuration stays in force"
-        completion = await client.chat.completions.create(model="hot-model", messages=USER)  # type: ignore[arg-type]
+        completion = await client.chat.completions.create(model="hot-model", messages=USER)
         assert completion.choices[0].message.content
     finally:
         _write(config_file, original)

@@ -48,7 +48,8 @@ async def test_one_request_is_one_connected_trace_across_all_processes(
         extra_headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
     )
     if stream:
-        async for _ in response:  # type: ignore[union-attr]
+        assert isinstance(response, openai.AsyncStream)
+        async for _ in response:
             pass
     services = {"llmbus-edge", "llmbus-router", "llmbus-worker-openai"}
     spans = await _wait_for(otlp, trace_id)

@@ -10,6 +10,12 @@ from redis.asyncio import Redis
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable, hash_key
 
 
+def _raw(value: bytes | str) -> bytes:
+    """The client is opened without decode_responses, so Redis hands back bytes."""
+    assert isinstance(value, bytes)
+    return value
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     # Database 1: the end-to-end stack uses database 0 of the same server.
@@ -24,7 +30,7 @@ async def test_config_keys_are_stored_only_as_hashes(redis: Redis) -> None:
     await store.sync_config_keys([("sk-secret-one", "ops")])
     dump = b"".join(
         [
-            k + b"".join((await redis.hgetall(k)).values())
+            _raw(k) + b"".join(_raw(v) for v in (await redis.hgetall(k)).values())
             for k in await redis.keys("*")
             if await redis.type(k) == b"hash"
         ]

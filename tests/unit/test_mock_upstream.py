@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 import httpx2
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
 from llmbus.mock_upstream.app import create_app
 from llmbus.mock_upstream.scenarios import Scenario, pick_scenario
 from llmbus.mock_upstream.settings import MockSettings
 
-USER = [{"role": "user", "content": "hello there"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture
@@ -40,7 +45,7 @@ def test_scenario_is_picked_by_model_then_key_and_longest_name_wins() -> None:
 
 
 async def test_non_stream_answer_echoes_the_last_user_message(sdk: openai.AsyncOpenAI) -> None:
-    completion = await sdk.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
+    completion = await sdk.chat.completions.create(model="gpt-4o-mini", messages=USER)
     assert completion.object == "chat.completion"
     assert completion.model == "gpt-4o-mini"
     assert completion.choices[0].message.content == "Mock answer to: hello there"
@@ -54,7 +59,7 @@ async def test_non_stream_answer_echoes_the_last_user_message(sdk: openai.AsyncO
 async def test_stream_has_role_chunk_content_chunks_finish_and_usage(sdk: openai.AsyncOpenAI) -> None:
     stream = await sdk.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -82,7 +87,7 @@ async def test_stream_ends_with_done(http: httpx2.AsyncClient) -> None:
 
 
 async def test_tool_call_is_streamed_in_fragments(sdk: openai.AsyncOpenAI) -> None:
-    tools = [
+    tools: list[ChatCompletionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -96,8 +101,8 @@ async def test_tool_call_is_streamed_in_fragments(sdk: openai.AsyncOpenAI) -> No
     ]
     stream = await sdk.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
-        tools=tools,  # type: ignore[arg-type]
+        messages=USER,
+        tools=tools,
         stream=True,
     )
     fragments: list[str] = []
@@ -114,17 +119,21 @@ async def test_tool_call_is_streamed_in_fragments(sdk: openai.AsyncOpenAI) -> No
 
 
 async def test_non_stream_tool_call(sdk: openai.AsyncOpenAI) -> None:
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    tools: list[ChatCompletionToolParam] = [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    ]
     completion = await sdk.chat.completions.create(
         model="gpt-4o-mini",
-        messages=USER,  # type: ignore[arg-type]
-        tools=tools,  # type: ignore[arg-type]
+        messages=USER,
+        tools=tools,
     )
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "tool_calls"
     assert message.content is None
     assert message.tool_calls is not None
-    assert message.tool_calls[0].function.name == "lookup"  # type: ignore[union-attr]
+    call = message.tool_calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+    assert call.function.name == "lookup"
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,7 @@ async def test_error_scenarios_answer_with_openai_error_bodies(
     sdk: openai.AsyncOpenAI, model: str, error: type[openai.APIStatusError], status: int
 ) -> None:
     with pytest.raises(error) as caught:
-        await sdk.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+        await sdk.chat.completions.create(model=model, messages=USER)
     assert caught.value.status_code == status
     body = caught.value.body
     assert isinstance(body, dict)
@@ -175,7 +184,7 @@ async def test_missing_messages_is_400_naming_the_parameter(http: httpx2.AsyncCl
 
 @pytest.mark.parametrize("model", ["midstream-error", "malformed-sse"])
 async def test_streams_that_fail_midway_fail_in_the_sdk(sdk: openai.AsyncOpenAI, model: str) -> None:
-    stream = await sdk.chat.completions.create(model=model, messages=USER, stream=True)  # type: ignore[arg-type]
+    stream = await sdk.chat.completions.create(model=model, messages=USER, stream=True)
     received: list[object] = []
 
     async def consume() -> None:
