@@ -66,15 +66,33 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
 
+        current = config
+
         async def apply(new: Config) -> None:
+            nonlocal current
+            current = new
             handlers.providers = set(configured_providers(new))
             try:
                 await _sync_keys(bus, keys, new)
             except KeyStoreUnavailable:
                 log.error("client keys not updated: the key store is unavailable")
 
-        watcher = asyncio.create_task(ConfigWatcher(settings.config, apply).run())
-        stack.callback(watcher.cancel)
+        async def resync() -> None:
+            # Redis may have restarted empty (no persistence, a failover): write the
+            # config's keys again now and then, so they never stay lost.
+            while True:
+                await asyncio.sleep(settings.key_sync_interval)
+                try:
+                    await _sync_keys(bus, keys, current)
+                except KeyStoreUnavailable:
+                    log.warning("client keys not re-synced: the key store is unavailable")
+
+        tasks = [
+            asyncio.create_task(ConfigWatcher(settings.config, apply).run()),
+            asyncio.create_task(resync()),
+        ]
+        for task in tasks:
+            stack.callback(task.cancel)
         if settings.metrics_port:
             server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)

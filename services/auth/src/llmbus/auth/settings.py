@@ -10,3 +10,6 @@ __all__ = ["AuthSettings"]
 class AuthSettings(ServiceSettings, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
     metrics_port: int = 0
+    key_sync_interval: float = 30.0
+    """Seconds between two writes of the config's client keys to Redis, which bring them
+    back after Redis lost its data."""

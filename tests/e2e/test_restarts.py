@@ -1,0 +1,105 @@
+"""Infrastructure restarts, on a stack of its own: NATS goes away and comes back, Redis
+goes away and comes back empty. The gateway answers with clear errors meanwhile and
+recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from llmbus.testing import Stack, StackPorts, start_nats, start_redis
+from tests.e2e.conftest import CLIENT_KEY
+
+pytestmark = pytest.mark.e2e
+
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "still there?"}]
+
+
+@pytest.fixture(scope="module")
+def own_stack(logs_dir: Path, config_file: Path) -> Iterator[Stack]:
+    stack = Stack(
+        config=config_file,
+        log_dir=logs_dir / "restarts",
+        ports=StackPorts.pick(prefer_defaults=False),
+        env={
+            "LLMBUS_PROVIDERS": "openai",
+            "LLMBUS_ACCEPT_TIMEOUT": "2",
+            "LLMBUS_IDLE_TIMEOUT": "3",
+            "LLMBUS_KEY_SYNC_INTERVAL": "0.5",
+        },
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def own_client(own_stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=f"{own_stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10
+    ) as client:
+        yield client
+
+
+async def _answers(client: openai.AsyncOpenAI) -> bool:
+    try:
+        completion = await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    except openai.APIStatusError:
+        return False
+    return "still there?" in (completion.choices[0].message.content or "")
+
+
+async def test_the_gateway_recovers_when_nats_comes_back(
+    own_stack: Stack, own_client: openai.AsyncOpenAI
+) -> None:
+    assert await _answers(own_client)
+    own_stack.processes["nats"].stop()
+    began = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        await own_client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert caught.value.status_code == 503, "no bus: a clear 503, not a hang"
+    assert time.monotonic() - began < 5
+    own_stack.processes["nats"] = start_nats(own_stack.ports.nats, own_stack.log_dir)
+    for _ in range(100):
+        if await _answers(own_client):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the gateway did not recover within 10 s of NATS coming back")
+
+
+async def test_keys_seen_before_keep_working_while_redis_is_down(
+    own_stack: Stack, own_client: openai.AsyncOpenAI
+) -> None:
+    assert await _answers(own_client)  # the edge has this key in its cache now
+    own_stack.processes["redis"].stop()
+    try:
+        assert await _answers(own_client), "a cached key does not need Redis"
+        async with openai.AsyncOpenAI(
+            base_url=f"{own_stack.base_url}/v1", api_key="sk-never-seen", max_retries=0, timeout=10
+        ) as stranger:
+            with pytest.raises(openai.APIStatusError) as caught:
+                await stranger.chat.completions.create(model="gpt-4o-mini", messages=USER)
+        assert caught.value.status_code == 503, "an unknown key cannot be checked: 503, not 401"
+    finally:
+        own_stack.processes["redis"] = start_redis(own_stack.ports.redis, own_stack.log_dir)
+
+    # Redis came back empty: auth writes the config's keys again, and a key that the
+    # edge never cached is accepted once more.
+    async with openai.AsyncOpenAI(
+        base_url=f"{own_stack.base_url}/v1", api_key="sk-test-second", max_retries=0, timeout=10
+    ) as second:
+        for _ in range(50):
+            if await _answers(second):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the config's keys did not come back after Redis restarted empty")
