@@ -86,17 +86,22 @@ class Catalog:
     def routes(self, state: LiveState, provider: str | None = None) -> list[ModelRoute]:
         """Every name a request can use now (enabled providers with credentials), in a
         stable order; with `provider`, only the names that reach that provider."""
-        out = []
-        for route in self._routes.values():
-            offers = [
-                o
-                for o in route.offers
-                if state.is_enabled(o.provider.name, o.provider.enabled)
-                and (provider is None or o.provider.name == provider)
-            ]
-            if offers:
-                out.append(ModelRoute(route.name, route.canonical, offers))
-        return out
+        available = (self._available(route, state, provider) for route in self._routes.values())
+        return [route for route in available if route is not None]
+
+    def available(self, model: str, state: LiveState) -> ModelRoute | None:
+        """The name's route with only its enabled offers; None when nothing serves it now."""
+        route = self._routes.get(model)
+        return None if route is None else self._available(route, state, None)
+
+    def _available(self, route: ModelRoute, state: LiveState, provider: str | None) -> ModelRoute | None:
+        offers = [
+            o
+            for o in route.offers
+            if state.is_enabled(o.provider.name, o.provider.enabled)
+            and (provider is None or o.provider.name == provider)
+        ]
+        return ModelRoute(route.name, route.canonical, offers) if offers else None
 
     def resolve(self, model: str, needs: Needs, state: LiveState, now: float | None = None) -> Candidates:
         """The candidates for a request, or the RoutingError that explains why none can

@@ -41,9 +41,11 @@ class Registry:
         return provider
 
     def _reason(self, provider: ConfiguredProvider) -> str | None:
+        """The provider's own reason, with the live switch in place of the config's."""
         if not self.state.is_enabled(provider.name, provider.enabled):
             return "disabled"
-        return provider.unroutable_reason if provider.unroutable_reason != "disabled" else None
+        reason = provider.unroutable_reason
+        return None if reason == "disabled" else reason
 
     def _summary(self, provider: ConfiguredProvider) -> Document:
         reason = self._reason(provider)
@@ -181,7 +183,7 @@ class Registry:
         }
 
     def _route(self, name: str) -> ModelRoute:
-        route = next((r for r in self.catalog.routes(self.state) if r.name == name), None)
+        route = self.catalog.available(name, self.state)
         if route is None:
             raise NotFound(
                 f"The model `{name}` does not exist or you do not have access to it.", code="model_not_found"

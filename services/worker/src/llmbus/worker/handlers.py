@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Final
 
+import msgspec
 from opentelemetry import trace
 
 from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, Subscription, is_no_responders
@@ -238,17 +239,7 @@ class Worker:
             following.provider,
             following.credential,
         )
-        retry = ExecRequest(
-            request_id=request.request_id,
-            model=request.model,
-            reply=request.reply,
-            deadline=request.deadline,
-            client=request.client,
-            needs=request.needs,
-            body=request.body,
-            target=following,
-            plan=request.plan[1:],
-            attempt=request.attempt + 1,
-            seq=emitter.seq,
+        retry = msgspec.structs.replace(
+            request, target=following, plan=request.plan[1:], attempt=request.attempt + 1, seq=emitter.seq
         )
         await self.bus.publish(EXEC, retry, reply=request.reply, provider=following.provider)

@@ -25,7 +25,7 @@ from llmbus.providers.adapters.base import Output
 from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import UpstreamResponse
 from llmbus.providers.runtime import ConfiguredProvider
-from llmbus.providers.sse import SSEDecoder
+from llmbus.providers.sse import aiter_sse
 
 __all__ = ["OpenAICompatible"]
 
@@ -117,31 +117,15 @@ class OpenAICompatible:
             for item in _completion_events(completion):
                 yield item
             return
-        decoder = SSEDecoder()
         finish: str | None = None
-        done = False
-        async for raw in response.aiter_bytes():
-            for event in decoder.feed(raw):
-                if event.data == "[DONE]":
-                    done = True
-                    break
-                for item in _chunk_events(event.data):
-                    if isinstance(item, Done):
-                        finish = item.finish_reason
-                    else:
-                        yield item
-            if done:
+        async for event in aiter_sse(response.aiter_bytes()):
+            if event.data == "[DONE]":
                 break
-        else:
-            for event in decoder.flush():
-                if event.data == "[DONE]":
-                    done = True
-                    break
-                for item in _chunk_events(event.data):
-                    if isinstance(item, Done):
-                        finish = item.finish_reason
-                    else:
-                        yield item
+            for item in _chunk_events(event.data):
+                if isinstance(item, Done):
+                    finish = item.finish_reason
+                else:
+                    yield item
         if finish is None:
             raise UpstreamProtocolError("the upstream stream ended before the answer was complete")
         yield Done(seq=0, finish_reason=finish)
