@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -101,25 +100,31 @@ class Router:
 
     # --- registry queries ------------------------------------------------------------
 
-    def _answer(self, query: RegistryQuery) -> tuple[int, dict[str, Any]]:
+    def _answer(self, query: RegistryQuery) -> dict[str, Any]:
         registry = self.registry
-        handlers: dict[str, Callable[[], dict[str, Any]]] = {
-            "providers": lambda: registry.providers(query.params),
-            "provider": lambda: registry.provider(query.name),
-            "provider_models": lambda: registry.provider_models(query.name),
-            "provider_capabilities": lambda: registry.provider_capabilities(query.name),
-            "provider_status": lambda: registry.provider_status(query.name),
-            "models": lambda: registry.models(query.params),
-            "model": lambda: registry.model(query.name),
-            "capabilities": lambda: registry.capabilities(query.params),
-            "metrics": lambda: registry.metrics(query.params),
-        }
-        return 200, handlers[query.kind]()
+        match query.kind:
+            case "providers":
+                return registry.providers(query.params)
+            case "provider":
+                return registry.provider(query.name)
+            case "provider_models":
+                return registry.provider_models(query.name)
+            case "provider_capabilities":
+                return registry.provider_capabilities(query.name)
+            case "provider_status":
+                return registry.provider_status(query.name)
+            case "models":
+                return registry.models(query.params)
+            case "model":
+                return registry.model(query.name)
+            case "capabilities":
+                return registry.capabilities(query.params)
+            case "metrics":
+                return registry.metrics(query.params)
 
     async def on_query(self, query: RegistryQuery, delivery: Delivery) -> None:
         try:
-            status, document = self._answer(query)
-            reply = RegistryReply(status=status, body=_json(document))
+            reply = RegistryReply(body=_json(self._answer(query)))
         except ApiError as exc:
             reply = RegistryReply(status=exc.status, body=openai_error_body(exc))
         await self.bus.respond(delivery, CONTROL_REGISTRY, reply)
