@@ -13,7 +13,7 @@ import pytest
 from llmbus.config import Config, ProviderConfig
 from llmbus.proto import ChatRequest, Delta, Done, Message, NamedToolChoice, Tool, ToolCallDelta, Usage
 from llmbus.providers import configured_providers
-from llmbus.providers.adapters import OpenAICompatible
+from llmbus.providers.adapters import Credential, OpenAICompatible
 from llmbus.providers.adapters.base import Output
 from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient
@@ -101,10 +101,10 @@ def test_build_sends_the_upstream_model_and_asks_for_usage_on_streams() -> None:
         tool_choice=NamedToolChoice(name="f"),
         temperature=0.2,
     )
-    url, headers, body = OpenAICompatible().build(PROVIDER, chat, "upstream-name", "sk-up")
-    sent = json.loads(body)
-    assert url == "http://up/v1/chat/completions"
-    assert headers["Authorization"] == "Bearer sk-up"
+    call = OpenAICompatible().build(PROVIDER, chat, "upstream-name", Credential(name="k", token="sk-up"))
+    sent = json.loads(call.body)
+    assert call.url == "http://up/v1/chat/completions"
+    assert call.headers["Authorization"] == "Bearer sk-up"
     assert sent["model"] == "upstream-name"
     assert sent["stream_options"] == {"include_usage": True}
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "f"}}

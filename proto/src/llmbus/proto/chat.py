@@ -48,6 +48,9 @@ class ToolCall(Msg, frozen=True, kw_only=True):
     id: str
     name: str
     arguments: str = ""
+    signature: str | None = None
+    """An opaque signature the provider attached to the call (Gemini's
+    `thoughtSignature`), sent back unchanged on the next turn."""
 
 
 class Message(Msg, frozen=True, kw_only=True):
@@ -57,6 +60,11 @@ class Message(Msg, frozen=True, kw_only=True):
     tool_calls: list[ToolCall] = []
     tool_call_id: str | None = None
     reasoning: str | None = None
+    reasoning_signature: str | None = None
+    """The provider's signature over `reasoning` (Anthropic thinking blocks), sent back
+    unchanged."""
+    is_error: bool = False
+    """On a tool message: the tool failed (Anthropic `is_error`, Kiro `status: error`)."""
 
 
 class Tool(Msg, frozen=True, kw_only=True):
@@ -95,6 +103,10 @@ class ChatRequest(Msg, frozen=True, kw_only=True):
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    thinking_budget: int | None = None
+    """Tokens the model may spend thinking (Anthropic `thinking.budget_tokens`, Gemini
+    `thinkingBudget`); None leaves thinking to `reasoning_effort` or the provider."""
+    top_k: int | None = None
 
     def has_images(self) -> bool:
         return any(

@@ -102,6 +102,7 @@ class ToolCallDelta(Msg, frozen=True, kw_only=True):
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    signature: str | None = None
 
 
 class Event(Msg, tag_field="type", frozen=True, kw_only=True):
@@ -121,17 +122,25 @@ class Delta(Event, tag="delta", frozen=True, kw_only=True):
     text: str = ""
     reasoning: str = ""
     tool_calls: list[ToolCallDelta] = []
+    reasoning_signature: str = ""
+    """A fragment of the signature over the reasoning (Anthropic `signature_delta`)."""
 
 
 class Usage(Event, tag="usage", frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    """Prompt tokens read from the provider's cache (part of `prompt_tokens`)."""
     reasoning_tokens: int = 0
+    cache_creation_tokens: int = 0
+    """Prompt tokens written to the provider's cache (part of `prompt_tokens`)."""
 
 
 class Done(Event, tag="done", frozen=True, kw_only=True):
     finish_reason: str = "stop"
+    """OpenAI's vocabulary: stop, length, tool_calls, content_filter."""
+    stop_sequence: str = ""
+    """The stop sequence that ended the answer, when the provider says which."""
 
 
 class Error(Event, tag="error", frozen=True, kw_only=True):

@@ -47,13 +47,22 @@ class ClientKey(_Strict, frozen=True, kw_only=True):
 
 
 class CredentialEntry(
-    _Strict, frozen=True, kw_only=True, rename={"api_key": "api-key", "token_file": "token-file"}
+    _Strict,
+    frozen=True,
+    kw_only=True,
+    rename={"api_key": "api-key", "token_file": "token-file", "github_token": "github-token"},
 ):
-    """One upstream credential of a provider: an API key, or an OAuth token file."""
+    """One upstream credential of a provider: an API key, a Kiro token file, or a GitHub
+    token from which Copilot tokens are minted."""
 
     api_key: str = ""
     name: str = ""
     token_file: str = ""
+    github_token: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.api_key or self.token_file or self.github_token)
 
 
 class ModelEntry(_Strict, frozen=True, kw_only=True):
@@ -118,6 +127,17 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
     api_key: str | None = None
     api_keys: list[str | CredentialEntry] = []
     token_file: str | None = None
+    github_token: str | None = None
+    """Copilot: a GitHub OAuth token (from the device flow or `gh auth token`)."""
+    auth_endpoint: str | None = None
+    """Where credentials are minted or refreshed: GitHub's API for Copilot
+    (`https://api.github.com`), Kiro's refresh service for social logins. Default: the
+    built-in's."""
+    region: str | None = None
+    """Kiro: the AWS region of the API, when neither the token file nor its profile ARN
+    names one."""
+    proxy_url: str | None = None
+    """An HTTP(S) proxy for every call to this provider (`http://user:pass@host:port`)."""
     models: list[str | ModelEntry] = []
     model_mappings: dict[str, str] = {}
     features: FeaturesConfig = FeaturesConfig()
@@ -138,7 +158,9 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
             entries.append(CredentialEntry(api_key=item) if isinstance(item, str) else item)
         if self.token_file:
             entries.append(CredentialEntry(token_file=self.token_file))
-        return [entry for entry in entries if entry.api_key or entry.token_file]
+        if self.github_token:
+            entries.append(CredentialEntry(github_token=self.github_token))
+        return [entry for entry in entries if entry.usable]
 
     def model_entries(self) -> list[ModelEntry]:
         return [ModelEntry(name=item) if isinstance(item, str) else item for item in self.models]

@@ -5,12 +5,16 @@ pass `llmbus.providers.http`.
     ├── UpstreamUnreachable         connect or network failure (502, retryable)
     ├── UpstreamTimeout             no answer in time (504, retryable)
     ├── UpstreamStatus              the upstream answered with an error status
-    └── UpstreamProtocolError       the upstream's output cannot be parsed (502)
+    ├── UpstreamProtocolError       the upstream's output cannot be parsed (502)
+    ├── Unsupported                 the request asks for what the provider cannot express (400)
+    └── CredentialUnavailable       no usable token: minting or refreshing it failed (503, retryable)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CredentialUnavailable",
+    "Unsupported",
     "UpstreamError",
     "UpstreamProtocolError",
     "UpstreamStatus",
@@ -68,3 +72,24 @@ class UpstreamStatus(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=502, code="upstream_protocol_error", retryable=False)
+
+
+class Unsupported(UpstreamError):
+    """A request the target cannot express (a parameter it rejects, an image for a model
+    without vision, ...): refused with a clear 400 instead of being dropped silently."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message, status=400, code="unsupported_by_provider", retryable=False)
+        self.param = param
+
+
+class CredentialUnavailable(UpstreamError):
+    """The credential could not be turned into a usable token. `upstream_status` is what
+    the token service answered (401/403: the credential itself was refused), 0 when it
+    could not be reached. Retryable: another credential may work."""
+
+    def __init__(self, message: str, *, upstream_status: int = 0, retry_after: float | None = None) -> None:
+        super().__init__(
+            message, status=503, code="credential_unavailable", retryable=True, retry_after=retry_after
+        )
+        self.upstream_status = upstream_status

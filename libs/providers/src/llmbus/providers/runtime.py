@@ -69,6 +69,10 @@ class ConfiguredProvider(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     cooldown: CooldownConfig = CooldownConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
     headers: dict[str, str] = {}
+    auth_endpoint: str | None = None
+    """Where credentials are minted or refreshed (Copilot, Kiro); None: the family's default."""
+    region: str | None = None
+    proxy_url: str | None = None
 
     @property
     def family(self) -> str:
@@ -102,10 +106,10 @@ class ConfiguredProvider(msgspec.Struct, frozen=True, kw_only=True, dict=True):
             return "no models"
         return None
 
-    def secret(self, credential: str) -> str | None:
+    def credential(self, name: str) -> CredentialEntry | None:
         for entry in self.credentials:
-            if entry.name == credential:
-                return entry.api_key or None
+            if entry.name == name:
+                return entry
         return None
 
     def model(self, name: str) -> ProviderModel | None:
@@ -218,6 +222,10 @@ def _configured(name: str, entry: ProviderConfig, config: Config) -> ConfiguredP
         auth = AuthType.TOKEN_FILE
     else:
         auth = AuthType(entry.auth_type) if entry.auth_type else spec.auth
+    if auth is AuthType.NONE and not credentials:
+        # A keyless upstream (a local Ollama): one credential with no secret, so that
+        # selection, cooldowns and status work as for any other provider.
+        credentials = (CredentialEntry(name="none"),)
     return ConfiguredProvider(
         name=name,
         type=spec.name,
@@ -235,6 +243,9 @@ def _configured(name: str, entry: ProviderConfig, config: Config) -> ConfiguredP
         cooldown=entry.cooldown,
         health_check=entry.health_check,
         headers=dict(entry.headers),
+        auth_endpoint=entry.auth_endpoint.rstrip("/") if entry.auth_endpoint else None,
+        region=entry.region or None,
+        proxy_url=entry.proxy_url or None,
     )
 
 

@@ -28,8 +28,8 @@ from llmbus.proto import (
     chat_codec,
 )
 from llmbus.providers import ConfiguredProvider
-from llmbus.providers.adapters import Adapter
-from llmbus.providers.errors import UpstreamError, UpstreamStatus
+from llmbus.providers.adapters import Adapter, CredentialSource
+from llmbus.providers.errors import CredentialUnavailable, UpstreamError, UpstreamStatus
 from llmbus.providers.http import HttpClient
 from llmbus.worker.emitter import Emitter
 from llmbus.worker.stats import Stats, error_class
@@ -49,11 +49,13 @@ class Worker:
         providers: dict[str, ConfiguredProvider],
         adapters: dict[str, Adapter],
         heartbeat_interval: float,
+        sources: dict[str, CredentialSource] | None = None,
     ) -> None:
         self.bus = bus
         self.http = http
         self.providers = providers
         self.adapters = adapters
+        self.sources = sources or {family: a.credentials(http) for family, a in adapters.items()}
         self.heartbeat_interval = heartbeat_interval
         self.guard_prefix = bus.new_inbox()
         self.stats = Stats()
@@ -143,8 +145,8 @@ class Worker:
                 )
             )
             return
-        secret = provider.secret(target.credential)
-        if secret is None:
+        entry = provider.credential(target.credential)
+        if entry is None:
             await emitter.emit(
                 Error(
                     seq=0,
@@ -155,15 +157,22 @@ class Worker:
             )
             return
         adapter = self.adapters[provider.family]
+        source = self.sources[provider.family]
         started_at = time.perf_counter()
         failure: str | None = "cancelled"
         self.stats.begin(target.provider)
         try:
             chat = chat_codec.decode(request.body)
-            url, headers, body = adapter.build(provider, chat, target.upstream_model, secret)
-            async with self.http.stream("POST", url, headers=headers, content=body) as response:
+            credential = await source.get(provider, entry)
+            call = adapter.build(provider, chat, target.upstream_model, credential)
+            async with self.http.stream(
+                call.method, call.url, headers=call.headers, content=call.body, proxy=provider.proxy_url
+            ) as response:
                 if response.status >= 400:
-                    raise adapter.error(response.status, response.headers, await response.read())
+                    error = adapter.error(response.status, response.headers, await response.read())
+                    if response.status == 401:
+                        source.invalidate(provider, entry)
+                    raise error
                 await emitter.emit(
                     Started(
                         seq=0,
@@ -205,7 +214,11 @@ class Worker:
 
     async def _cool_down(self, provider: ConfiguredProvider, credential: str, exc: UpstreamError) -> None:
         """Rest a credential the upstream refused, for every router."""
-        if not isinstance(exc, UpstreamStatus) or exc.upstream_status not in (401, 403, 429):
+        if not isinstance(exc, UpstreamStatus | CredentialUnavailable) or exc.upstream_status not in (
+            401,
+            403,
+            429,
+        ):
             return
         policy = provider.cooldown
         if exc.upstream_status == 429:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from llmbus.proto import HealthReport
 from llmbus.providers import ConfiguredProvider
-from llmbus.providers.adapters import Adapter
+from llmbus.providers.adapters import Adapter, CredentialSource
 from llmbus.providers.errors import UpstreamError
 from llmbus.providers.http import HttpClient
 
@@ -27,9 +27,11 @@ class HealthChecker:
         http: HttpClient,
         adapters: dict[str, Adapter],
         providers: Callable[[], dict[str, ConfiguredProvider]],
+        sources: dict[str, CredentialSource],
     ) -> None:
         self.http = http
         self.adapters = adapters
+        self.sources = sources
         self.providers = providers
         self.reports: dict[str, HealthReport] = {}
         self._due: dict[str, float] = {}
@@ -54,16 +56,19 @@ class HealthChecker:
             await asyncio.sleep(0.5)
 
     async def check(self, provider: ConfiguredProvider) -> HealthReport:
-        secret = next((c.api_key for c in provider.credentials if c.api_key), "")
         adapter = self.adapters[provider.family]
-        url, headers = adapter.probe(provider, secret)
+        source = self.sources[provider.family]
         began = time.perf_counter()
         ok, error = False, ""
+        url = provider.endpoint
         try:
             async with asyncio.timeout(provider.health_check.timeout_seconds):
-                async with self.http.stream("GET", url, headers=headers, content=b"") as response:
-                    await response.read()
-                    status = response.status
+                credential = await source.get(provider, provider.credentials[0])
+                call = adapter.probe(provider, credential)
+                url = call.url
+                status, _, _ = await self.http.fetch(
+                    call.method, call.url, headers=call.headers, proxy=provider.proxy_url
+                )
             # A 429 says the upstream is up; the credential's rest is the cooldown's business.
             ok = status < 400 or status == 429
             if not ok:

@@ -79,7 +79,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(bus.drain)
         worker = Worker(bus, http, providers, {settings.family: adapter}, settings.heartbeat_interval)
         await worker.start()
-        health = HealthChecker(http, {settings.family: adapter}, lambda: worker.providers)
+        health = HealthChecker(http, worker.adapters, lambda: worker.providers, worker.sources)
 
         async def apply(new: Config) -> None:
             await worker.serve(served_providers(settings, configured_providers(new)))

@@ -1,17 +1,39 @@
-"""Adapter families: normalized request ⇄ provider wire format. Imported by workers only."""
+"""Adapter families: normalized request ⇄ provider wire format. Imported by workers only.
 
-from llmbus.providers.adapters.base import Adapter, Output
+A new family is one module here, one entry in `ADAPTERS` and one fixture folder under
+`tests/contract/fixtures/`."""
+
+from llmbus.providers.adapters.base import (
+    FAMILIES,
+    Adapter,
+    Credential,
+    CredentialSource,
+    Family,
+    Output,
+    StaticKeys,
+    UpstreamRequest,
+)
 from llmbus.providers.adapters.openai import OpenAICompatible
 
-__all__ = ["ADAPTERS", "Adapter", "OpenAICompatible", "Output", "adapter_for"]
+__all__ = [
+    "ADAPTERS",
+    "FAMILIES",
+    "Adapter",
+    "Credential",
+    "CredentialSource",
+    "Family",
+    "OpenAICompatible",
+    "Output",
+    "StaticKeys",
+    "UpstreamRequest",
+    "adapter_for",
+]
 
-ADAPTERS: dict[str, Adapter] = {"openai": OpenAICompatible()}
+ADAPTERS: dict[Family, Adapter] = {"openai": OpenAICompatible()}
 
 
 def adapter_for(family: str) -> Adapter:
-    try:
-        return ADAPTERS[family]
-    except KeyError:
-        raise ValueError(
-            f"no adapter family named {family!r}; known: {', '.join(sorted(ADAPTERS))}"
-        ) from None
+    for name, adapter in ADAPTERS.items():
+        if name == family:
+            return adapter
+    raise ValueError(f"no adapter family named {family!r}; known: {', '.join(sorted(ADAPTERS))}")

@@ -1,38 +1,109 @@
-"""What every adapter family provides to the worker."""
+"""What every adapter family provides to the worker.
+
+An adapter is pure translation: the normalized request in, the provider's HTTP request
+out; the provider's answer in, normalized events out. Getting a usable credential (an
+API key as it is, a Copilot token minted from a GitHub token, a Kiro token read from
+its file and refreshed) is the job of the family's `CredentialSource`, so that
+translation never does I/O of its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
+import msgspec
+
+from llmbus.config import CredentialEntry
 from llmbus.proto import ChatRequest, Delta, Done, Usage
 from llmbus.providers.errors import UpstreamError
-from llmbus.providers.http import UpstreamResponse
+from llmbus.providers.http import HttpClient, UpstreamResponse
 from llmbus.providers.runtime import ConfiguredProvider
 
-__all__ = ["Adapter", "Output", "UpstreamCall"]
+__all__ = [
+    "FAMILIES",
+    "Adapter",
+    "Credential",
+    "CredentialSource",
+    "Family",
+    "Output",
+    "StaticKeys",
+    "UpstreamRequest",
+]
+
+Family = Literal["openai", "anthropic", "gemini", "copilot", "kiro"]
+"""Adapter families: one worker deployment each."""
+
+FAMILIES: tuple[Family, ...] = get_args(Family)
 
 Output = Delta | Usage | Done
 """What an adapter yields; the worker stamps sequence numbers on it."""
 
 
-class UpstreamCall(Protocol):
+class UpstreamRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One HTTP call to the upstream, ready to send."""
+
     url: str
     headers: dict[str, str]
-    body: bytes
+    body: bytes = b""
+    method: str = "POST"
+
+
+class Credential(msgspec.Struct, frozen=True, kw_only=True):
+    """A credential ready for use: what the adapter puts on the wire.
+
+    `token` is an API key or an access token (empty for `auth_type: none`); the other
+    fields exist for credentials that dictate more than a key: Copilot's token names the
+    API host to use (`endpoint`), Kiro's names a profile ARN and a region.
+    """
+
+    name: str
+    token: str
+    endpoint: str | None = None
+    profile_arn: str | None = None
+    region: str | None = None
+    expires_at: float | None = None
+    """Unix seconds; None for keys that do not expire."""
+
+
+class CredentialSource(Protocol):
+    """Turns a configured credential into a usable one; may call the network (to mint or
+    refresh a token) and caches what it gets. Failures are `UpstreamError`s (retryable,
+    so the request fails over to another credential)."""
+
+    async def get(self, provider: ConfiguredProvider, entry: CredentialEntry) -> Credential: ...
+
+    def invalidate(self, provider: ConfiguredProvider, entry: CredentialEntry) -> None:
+        """The upstream refused the credential (401): forget what is cached for it."""
+        ...
+
+
+class StaticKeys:
+    """API keys from the config file, used as they are (and no key for `auth_type: none`)."""
+
+    async def get(self, provider: ConfiguredProvider, entry: CredentialEntry) -> Credential:
+        return Credential(name=entry.name, token=entry.api_key)
+
+    def invalidate(self, provider: ConfiguredProvider, entry: CredentialEntry) -> None:
+        return None
 
 
 class Adapter(Protocol):
-    family: str
+    family: Family
 
-    def build(
-        self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, secret: str
-    ) -> tuple[str, dict[str, str], bytes]:
-        """URL, headers and body of the upstream call."""
+    def credentials(self, http: HttpClient) -> CredentialSource:
+        """The family's credential source, built once per worker."""
         ...
 
-    def probe(self, provider: ConfiguredProvider, secret: str) -> tuple[str, dict[str, str]]:
-        """URL and headers of the health check: a cheap GET the upstream supports."""
+    def build(
+        self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, credential: Credential
+    ) -> UpstreamRequest:
+        """The upstream call for one chat request. Raises `UpstreamError` (status 400) for
+        what the provider cannot express, rather than dropping it silently."""
+        ...
+
+    def probe(self, provider: ConfiguredProvider, credential: Credential) -> UpstreamRequest:
+        """The health check: a cheap GET the upstream supports."""
         ...
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

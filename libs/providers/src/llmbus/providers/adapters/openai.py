@@ -21,9 +21,16 @@ from llmbus.api.openai_wire import (
 )
 from llmbus.proto import ChatRequest, Delta, Done, ToolCallDelta, Usage
 from llmbus.proto import NamedToolChoice as NormalizedNamedChoice
-from llmbus.providers.adapters.base import Output
+from llmbus.providers.adapters.base import (
+    Credential,
+    CredentialSource,
+    Family,
+    Output,
+    StaticKeys,
+    UpstreamRequest,
+)
 from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
-from llmbus.providers.http import UpstreamResponse
+from llmbus.providers.http import HttpClient, UpstreamResponse
 from llmbus.providers.runtime import ConfiguredProvider
 from llmbus.providers.sse import aiter_sse
 
@@ -49,15 +56,26 @@ _error_decoder = msgspec.json.Decoder(_ErrorBody)
 
 
 class OpenAICompatible:
-    family = "openai"
+    family: Family = "openai"
+
+    def credentials(self, http: HttpClient) -> CredentialSource:
+        return StaticKeys()
 
     def build(
-        self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, secret: str
-    ) -> tuple[str, dict[str, str], bytes]:
+        self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, credential: Credential
+    ) -> UpstreamRequest:
+        return UpstreamRequest(
+            url=provider.chat_url,
+            headers=self.headers(provider, credential, chat.stream),
+            body=_encode(self.wire_request(chat, upstream_model)),
+        )
+
+    def wire_request(self, chat: ChatRequest, upstream_model: str) -> ChatCompletionRequest:
+        """The request body in OpenAI's shape (Copilot builds on it)."""
         tool_choice: Any = chat.tool_choice
         if isinstance(tool_choice, NormalizedNamedChoice):
             tool_choice = NamedToolChoice(type="function", function=ToolChoiceFunction(name=tool_choice.name))
-        wire = ChatCompletionRequest(
+        return ChatCompletionRequest(
             model=upstream_model,
             messages=to_wire_messages(chat.messages),
             stream=chat.stream or None,
@@ -85,18 +103,24 @@ class OpenAICompatible:
             response_format=chat.response_format,
             reasoning_effort=chat.reasoning_effort,
         )
+
+    @staticmethod
+    def headers(provider: ConfiguredProvider, credential: Credential, stream: bool) -> dict[str, str]:
         headers = {
             **provider.headers,
-            "Authorization": f"Bearer {secret}",
             "Content-Type": "application/json",
-            "Accept": "text/event-stream" if chat.stream else "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
         }
-        return provider.chat_url, headers, _encode(wire)
+        if credential.token:  # none for `auth_type: none` (a local server)
+            headers["Authorization"] = f"Bearer {credential.token}"
+        return headers
 
-    def probe(self, provider: ConfiguredProvider, secret: str) -> tuple[str, dict[str, str]]:
+    def probe(self, provider: ConfiguredProvider, credential: Credential) -> UpstreamRequest:
         """`GET …/models`: listed by every OpenAI-compatible API, free, and it checks the key."""
         url = provider.chat_url.removesuffix("/chat/completions") + "/models"
-        return url, {**provider.headers, "Authorization": f"Bearer {secret}", "Accept": "application/json"}
+        headers = self.headers(provider, credential, stream=False)
+        headers.pop("Content-Type")
+        return UpstreamRequest(url=url, headers=headers, method="GET")
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         message, code = _error_message(body)
