@@ -13,6 +13,7 @@ from llmbus.providers.adapters.base import (
     StaticKeys,
     UpstreamRequest,
 )
+from llmbus.providers.adapters.copilot import Copilot
 from llmbus.providers.adapters.openai import OpenAICompatible
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "adapter_for",
 ]
 
-ADAPTERS: dict[Family, Adapter] = {"openai": OpenAICompatible()}
+ADAPTERS: dict[Family, Adapter] = {"openai": OpenAICompatible(), "copilot": Copilot()}
 
 
 def adapter_for(family: str) -> Adapter:
