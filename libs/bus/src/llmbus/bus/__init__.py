@@ -1,8 +1,9 @@
 """llmbus bus: typed NATS publish, request/reply, subscriptions and stream inboxes."""
 
-from llmbus.bus.client import Bus, Delivery, Subscription, connect, is_no_responders
+from llmbus.bus.client import NatsBus, connect, is_no_responders
 from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.inbox import Inbox, StreamInbox
+from llmbus.bus.protocol import Bus, Delivery, Subscription
 from llmbus.bus.runtime import run_service
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "BusUnavailable",
     "Delivery",
     "Inbox",
+    "NatsBus",
     "NoResponders",
     "RemoteError",
     "StreamInbox",

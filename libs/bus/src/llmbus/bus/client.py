@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg as NatsMsg
-from nats.aio.subscription import Subscription
+from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
 from nats.errors import NoRespondersError as NatsNoResponders
 from nats.errors import TimeoutError as NatsTimeout
@@ -23,10 +23,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
+from llmbus.bus.protocol import Delivery, Subscription
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
 from llmbus.telemetry import extract, inject
 
-__all__ = ["Bus", "Delivery", "Subscription", "connect", "is_no_responders"]
+__all__ = ["NatsBus", "connect", "is_no_responders"]
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -34,18 +35,15 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("llmbus.bus")
 
-Delivery = NatsMsg
-"""A received message: `.subject`, `.reply`, `.data`, `.headers`."""
 
-
-def is_no_responders(msg: NatsMsg) -> bool:
+def is_no_responders(msg: Delivery) -> bool:
     """True for the empty status-503 message NATS sends to a reply inbox when a publish
     found no subscriber."""
     headers = msg.headers
     return not msg.data and headers is not None and headers.get("Status") == "503"
 
 
-async def connect(url: str, name: str, timeout: float = 10.0) -> Bus:
+async def connect(url: str, name: str, timeout: float = 10.0) -> NatsBus:
     """Connect to NATS; reconnect forever afterwards. Fails after `timeout` seconds."""
 
     async def closed() -> None:
@@ -84,13 +82,15 @@ async def connect(url: str, name: str, timeout: float = 10.0) -> Bus:
         nc = await asyncio.wait_for(attempt(), timeout)
     except TimeoutError:
         raise BusUnavailable(f"cannot connect to NATS at {url} within {timeout:g}s") from None
-    return Bus(nc)
+    return NatsBus(nc)
 
 
-class Bus:
+class NatsBus:
+    """The `Bus` over a nats-py connection."""
+
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[NatsSubscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -146,11 +146,11 @@ class Bus:
                 raise RemoteError(error.status, error.code, error.message)
             return endpoint.reply.decode(reply.data)
 
-    async def respond(self, delivery: NatsMsg, endpoint: Endpoint[Any, R], message: R) -> None:
+    async def respond(self, delivery: Delivery, endpoint: Endpoint[Any, R], message: R) -> None:
         if delivery.reply:
             await self.publish_raw(delivery.reply, endpoint.reply.encode(message))
 
-    async def respond_error(self, delivery: NatsMsg, error: BusError) -> None:
+    async def respond_error(self, delivery: Delivery, error: BusError) -> None:
         if delivery.reply:
             try:
                 await self.nc.publish(
@@ -162,7 +162,7 @@ class Bus:
     async def subscribe(
         self,
         topic: Topic[M],
-        handler: Callable[[M, NatsMsg], Awaitable[None]],
+        handler: Callable[[M, Delivery], Awaitable[None]],
         *,
         queue: str = "",
         concurrency: int = 1024,
@@ -209,7 +209,7 @@ class Bus:
         return sub
 
     async def subscribe_raw(
-        self, subject: str, callback: Callable[[NatsMsg], Awaitable[None]], *, queue: str = ""
+        self, subject: str, callback: Callable[[Delivery], Awaitable[None]], *, queue: str = ""
     ) -> Subscription:
         """A plain subscription whose callback runs inline (for inboxes: keep it short)."""
         sub = await self.nc.subscribe(subject, queue=queue, cb=callback)

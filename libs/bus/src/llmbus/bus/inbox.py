@@ -8,13 +8,11 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nats.aio.msg import Msg as NatsMsg
-
-from llmbus.bus.client import Bus
+from llmbus.bus.protocol import Bus, Delivery
 
 __all__ = ["Inbox", "StreamInbox"]
 
-StreamInbox = asyncio.Queue[NatsMsg]
+StreamInbox = asyncio.Queue[Delivery]
 
 
 class Inbox:
@@ -26,7 +24,7 @@ class Inbox:
     async def start(self) -> None:
         await self._bus.subscribe_raw(self.prefix + ".*", self._dispatch)
 
-    async def _dispatch(self, msg: NatsMsg) -> None:
+    async def _dispatch(self, msg: Delivery) -> None:
         queue = self._streams.get(msg.subject[len(self.prefix) + 1 :])
         if queue is not None:
             queue.put_nowait(msg)

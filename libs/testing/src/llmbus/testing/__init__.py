@@ -1,5 +1,7 @@
-"""llmbus testing: processes for local runs and tests (never imported by services)."""
+"""llmbus testing: processes for local runs and tests, and an in-memory bus twin for unit
+tests (never imported by services)."""
 
+from llmbus.testing.bus import InMemoryBus
 from llmbus.testing.processes import (
     MissingBinary,
     Process,
@@ -14,6 +16,7 @@ from llmbus.testing.processes import (
 from llmbus.testing.stack import Stack, StackPorts
 
 __all__ = [
+    "InMemoryBus",
     "MissingBinary",
     "Process",
     "Stack",

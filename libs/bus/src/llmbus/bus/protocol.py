@@ -1,0 +1,89 @@
+"""The bus as services see it: a Protocol that the NATS client (`NatsBus`) and the
+in-memory twin (`llmbus.testing.InMemoryBus`) both implement.
+
+Handlers are typed against `Bus`, `Delivery` and `Subscription` from here, so they can
+run over the twin in unit tests and over NATS in production without knowing which, and
+no nats-py type appears in a service's signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from llmbus.proto import BusError, Endpoint, Topic
+
+__all__ = ["Bus", "Delivery", "Subscription"]
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+
+class Delivery(Protocol):
+    """A received message. `reply` is empty when the sender expects no answer."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def reply(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
+
+class Subscription(Protocol):
+    async def unsubscribe(self, limit: int = 0) -> None: ...
+
+
+class Bus(Protocol):
+    """Typed publish, request/reply and subscriptions (see `NatsBus` for the semantics)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def new_inbox(self) -> str: ...
+
+    async def publish(
+        self, topic: Topic[M], message: M, *, reply: str = "", traced: bool = True, **tokens: str
+    ) -> None: ...
+
+    async def publish_raw(self, subject: str, data: bytes, *, reply: str = "", traced: bool = False) -> None:
+        """Publish encoded bytes (stream frames)."""
+        ...
+
+    async def request(self, endpoint: Endpoint[M, R], message: M, *, timeout: float, **tokens: str) -> R:
+        """The reply to `message`; raises NoResponders, BusTimeout, BusUnavailable or
+        RemoteError (the handler answered with an error)."""
+        ...
+
+    async def respond(self, delivery: Delivery, endpoint: Endpoint[Any, R], message: R) -> None: ...
+
+    async def respond_error(self, delivery: Delivery, error: BusError) -> None: ...
+
+    async def subscribe(
+        self,
+        topic: Topic[M],
+        handler: Callable[[M, Delivery], Awaitable[None]],
+        *,
+        queue: str = "",
+        concurrency: int = 1024,
+        subject: str | None = None,
+    ) -> Subscription:
+        """Decode each message with the topic's codec and run `handler` as a task."""
+        ...
+
+    async def subscribe_raw(
+        self, subject: str, callback: Callable[[Delivery], Awaitable[None]], *, queue: str = ""
+    ) -> Subscription:
+        """A plain subscription whose callback runs inline, one message after another."""
+        ...
+
+    async def flush(self, timeout: int = 2) -> None: ...
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Stop taking messages, wait for running handlers, close the connection."""
+        ...
