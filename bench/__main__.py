@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx2
 
+from llmbus.devstack.upstreams import mock_environment
 from llmbus.testing import Stack, StackPorts
 
 KEY = "sk-llmbus-dev"
@@ -81,11 +82,16 @@ def main() -> int:
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     log_dir = Path(tempfile.mkdtemp(prefix="llmbus-bench-"))
+    ports = StackPorts.pick(prefer_defaults=False)
     stack = Stack(
         config=Path("config.example.yaml").resolve(),
         log_dir=log_dir,
-        ports=StackPorts.pick(prefer_defaults=False),
-        env={"LLMBUS_MOCK_CHUNKS": str(args.chunks), "LLMBUS_LOG_LEVEL": "warning"},
+        ports=ports,
+        env={
+            **mock_environment(f"http://127.0.0.1:{ports.mock}", log_dir / "state", {}),
+            "LLMBUS_MOCK_CHUNKS": str(args.chunks),
+            "LLMBUS_LOG_LEVEL": "warning",
+        },
     )
     stack.start()
     rows = []

@@ -21,6 +21,8 @@ from llmbus.auth.settings import AuthSettings
 from llmbus.config import parse_config
 from llmbus.edge.settings import EdgeSettings
 from llmbus.mock_upstream.settings import MockSettings
+from llmbus.providers import ConfiguredProvider, configured_providers
+from llmbus.providers.adapters import FAMILIES
 from llmbus.router.settings import RouterSettings
 from llmbus.worker.settings import WorkerSettings
 
@@ -86,9 +88,17 @@ class ComposeFile(msgspec.Struct, forbid_unknown_fields=True):
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
-def _interpolate(value: str) -> str:
-    """Compose's `${VAR:-default}` with nothing set in the shell: the default."""
-    return _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
+def _interpolate(value: str, shell: dict[str, str] | None = None) -> str:
+    """Compose's `${VAR:-default}`: the shell's (or env file's) value, else the default."""
+    given = shell or {}
+    return _INTERPOLATION.sub(lambda m: given.get(m.group(1)) or m.group(2) or "", value)
+
+
+def _worker_providers(family: str, shell: dict[str, str]) -> dict[str, ConfiguredProvider]:
+    service = OURS[f"worker-{family}"]
+    env = {k: _interpolate(v, shell) for k, v in service.environment.items()}
+    config = parse_config((ROOT / "config.example.yaml").read_text(), "config.example.yaml", env)
+    return {n: p for n, p in configured_providers(config).items() if p.family == family and p.configured}
 
 
 def _load() -> ComposeFile:
@@ -184,10 +194,46 @@ def test_references_resolve() -> None:
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
             else:
                 assert source in COMPOSE_FILE.volumes, f"{name} mounts undeclared volume {source}"
-    workers = [n for n in OURS if _module(OURS[n]) == "worker"]
-    assert workers == ["worker-openai"]
-    assert OURS["worker-openai"].environment["LLMBUS_FAMILY"] == "openai"
+    workers = {n: OURS[n].environment["LLMBUS_FAMILY"] for n in OURS if _module(OURS[n]) == "worker"}
+    assert workers == {f"worker-{family}": family for family in FAMILIES}, "one worker deployment per family"
     assert OURS["auth"].environment["LLMBUS_REDIS_URL"].startswith("redis://redis:")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_without_the_demo_env_providers_reach_the_real_services_once_keyed(family: str) -> None:
+    unkeyed = _worker_providers(family, {})
+    assert all(p.unroutable_reason for p in unkeyed.values()), "no key, no route: never a mock"
+    keys = {
+        "OPENAI_API_KEY": "sk-real",
+        "CLAUDE_API_KEY": "sk-ant-real",
+        "GEMINI_API_KEY": "real",
+        "COPILOT_GITHUB_TOKEN": "gho_real",
+        "KIRO_TOKEN_FILE": "/home/llmbus/.aws/sso/cache/kiro-auth-token.json",
+    }
+    keyed = _worker_providers(family, keys)
+    routable = [p for p in keyed.values() if p.unroutable_reason is None]
+    assert routable, f"a {family} key in the environment makes a routable provider"
+    for provider in routable:
+        assert "mock" not in provider.endpoint
+        assert "127.0.0.1" not in provider.endpoint
+        assert provider.endpoint == provider.spec.endpoint
+
+
+def _demo_env() -> dict[str, str]:
+    lines = (ROOT / "infra" / "demo.env").read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {k: v for k, v in pairs}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_demo_env_points_every_family_at_the_mock_upstream(family: str) -> None:
+    demo = _demo_env()
+    assert demo["COMPOSE_PROFILES"] == "demo"
+    providers = _worker_providers(family, demo)
+    routable = [p for p in providers.values() if p.unroutable_reason is None]
+    assert routable, f"the demo serves no {family} provider"
+    for provider in routable:
+        assert (provider.auth_endpoint or provider.endpoint).startswith("http://mock-upstream:8319")
 
 
 def _has_compose() -> bool:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 
+from llmbus.devstack.upstreams import mock_environment
+from llmbus.providers.adapters import FAMILIES
 from llmbus.testing import Stack, StackPorts
 from tests.e2e.otlp import OtlpReceiver
 
@@ -39,16 +42,21 @@ def stack(
     ports = StackPorts.pick(prefer_defaults=False)
     ports.nats = int(nats_url.rsplit(":", 1)[1])
     ports.redis = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    mock_url = f"http://127.0.0.1:{ports.mock}"
     stack = Stack(
         config=config_file,
         log_dir=logs_dir / "stack",
         ports=ports,
         with_infra=False,
         replicas=2,
+        # Two openai workers prove the cluster-wide parts; one of each other family.
+        workers={family: 2 if family == "openai" else 1 for family in FAMILIES},
         env={
+            **mock_environment(mock_url, logs_dir / "stack-state", {}),
+            "OPENAI_BASE_URL": mock_url,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "LLMBUS_PROVIDERS": "openai,flaky,spare,broken,local",
+            "LLMBUS_PROVIDERS": "openai,flaky,spare,broken,local,claude,gemini,copilot,kiro",
             "LLMBUS_STATUS_INTERVAL": "0.5",
             "LLMBUS_ACCEPT_TIMEOUT": "2",
             # The edge gives up on a worker silent for 1.5 s; workers send heartbeats every
@@ -73,5 +81,14 @@ def stack(
 async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(
         base_url=f"{stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+async def claude_client(stack: Stack) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """The official anthropic SDK, talking to the gateway's `/v1/messages`."""
+    async with anthropic.AsyncAnthropic(
+        base_url=stack.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20
     ) as c:
         yield c

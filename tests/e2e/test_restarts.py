@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from llmbus.devstack.upstreams import mock_environment
 from llmbus.testing import Stack, StackPorts, start_nats, start_redis
 from tests.e2e.conftest import CLIENT_KEY
 
@@ -23,11 +24,13 @@ USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "still the
 
 @pytest.fixture(scope="module")
 def own_stack(logs_dir: Path, config_file: Path) -> Iterator[Stack]:
+    ports = StackPorts.pick(prefer_defaults=False)
     stack = Stack(
         config=config_file,
         log_dir=logs_dir / "restarts",
-        ports=StackPorts.pick(prefer_defaults=False),
+        ports=ports,
         env={
+            **mock_environment(f"http://127.0.0.1:{ports.mock}", logs_dir / "restarts-state", {}),
             "LLMBUS_PROVIDERS": "openai",
             "LLMBUS_ACCEPT_TIMEOUT": "2",
             "LLMBUS_IDLE_TIMEOUT": "3",

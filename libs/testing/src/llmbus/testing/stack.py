@@ -42,9 +42,12 @@ class Stack:
     log_dir: Path
     ports: StackPorts
     env: Mapping[str, str] = field(default_factory=dict)
-    workers: tuple[str, ...] = ("openai",)
+    """Variables for every service: the config file's references (upstream URLs and keys)
+    and `LLMBUS_*` settings. Nothing points a provider at the mock unless this says so."""
+    workers: Mapping[str, int] = field(default_factory=lambda: {"openai": 1})
+    """Worker processes per adapter family."""
     replicas: int = 1
-    """Routers, and workers of each family: more than one proves the cluster-wide parts."""
+    """Routers: more than one proves the cluster-wide parts."""
     processes: dict[str, Process] = field(default_factory=dict)
     with_infra: bool = True
 
@@ -69,7 +72,6 @@ class Stack:
             "LLMBUS_CONFIG": str(self.config),
             "LLMBUS_NATS_URL": self.nats_url,
             "LLMBUS_REDIS_URL": self.redis_url,
-            "OPENAI_BASE_URL": self.mock_url,
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
@@ -83,11 +85,13 @@ class Stack:
             self.start_service("mock-upstream", "mock_upstream", {"LLMBUS_MOCK_PORT": str(self.ports.mock)})
             wait_for_http(f"{self.mock_url}/healthz", process=self.processes["mock-upstream"])
             self.start_service("auth", "auth")
+            # Replicas share their service name in traces; the instance tells them apart.
             for replica in range(1, self.replicas + 1):
                 suffix = "" if replica == 1 else f"-{replica}"
-                # Replicas share their service name in traces; the instance tells them apart.
                 self.start_service(f"router{suffix}", "router", {"OTEL_SERVICE_NAME": "llmbus-router"})
-                for family in self.workers:
+            for family, count in self.workers.items():
+                for replica in range(1, count + 1):
+                    suffix = "" if replica == 1 else f"-{replica}"
                     self.start_service(
                         f"worker-{family}{suffix}",
                         "worker",

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 from llmbus.config import ConfigError, load_config
+from llmbus.devstack.upstreams import MOCKED, mock_environment
 from llmbus.providers import configured_providers
+from llmbus.providers.adapters import FAMILIES
 from llmbus.testing import MissingBinary, Stack, StackPorts
 
 __all__ = ["main"]
@@ -32,14 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     config_path = Path(args.config).resolve()
     ports = StackPorts.pick(prefer_defaults=True)
-    os.environ.setdefault("OPENAI_BASE_URL", f"http://127.0.0.1:{ports.mock}")
+    log_dir = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="llmbus-run-"))
+    mocked = mock_environment(f"http://127.0.0.1:{ports.mock}", log_dir / "state", os.environ)
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, {**os.environ, **mocked})
     except ConfigError as exc:
         print(f"llmbus: bad configuration:\n{exc}", file=sys.stderr)
         return 1
-    log_dir = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="llmbus-run-"))
-    stack = Stack(config=config_path, log_dir=log_dir, ports=ports)
+    stack = Stack(
+        config=config_path,
+        log_dir=log_dir,
+        ports=ports,
+        env=mocked,
+        workers=dict.fromkeys(FAMILIES, 1),
+    )
     stop = False
 
     def on_signal(signum: int, _: object) -> None:
@@ -48,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print("llmbus: starting nats-server, redis-server, mock upstream, auth, router, worker, edge ...")
+    served_by_mock = sorted(u.provider for u in MOCKED if u.credential in mocked)
+    print(
+        "llmbus: starting nats-server, redis-server, mock upstream, auth, router, "
+        f"workers ({', '.join(FAMILIES)}), edge ..."
+    )
     try:
         stack.start()
     except MissingBinary as exc:
@@ -69,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  client key  {key}\n"
         f"  management  {config.management_key or '(read-only: no management-key)'}\n"
         f"  models      {models}\n"
+        f"  mocked      {', '.join(served_by_mock) or 'none'} (set their keys to reach the real ones)\n"
         f"  NATS        {stack.nats_url}    Redis {stack.redis_url}\n"
         f"  logs        {log_dir}\n\n"
         f"  curl {stack.base_url}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n"
