@@ -3,6 +3,7 @@
 A new family is one module here, one entry in `ADAPTERS` and one fixture folder under
 `tests/contract/fixtures/`."""
 
+from llmbus.providers.adapters.anthropic import Anthropic
 from llmbus.providers.adapters.base import (
     FAMILIES,
     Adapter,
@@ -20,6 +21,7 @@ __all__ = [
     "ADAPTERS",
     "FAMILIES",
     "Adapter",
+    "Anthropic",
     "Credential",
     "CredentialSource",
     "Family",
@@ -30,7 +32,11 @@ __all__ = [
     "adapter_for",
 ]
 
-ADAPTERS: dict[Family, Adapter] = {"openai": OpenAICompatible(), "copilot": Copilot()}
+ADAPTERS: dict[Family, Adapter] = {
+    "anthropic": Anthropic(),
+    "openai": OpenAICompatible(),
+    "copilot": Copilot(),
+}
 
 
 def adapter_for(family: str) -> Adapter:
