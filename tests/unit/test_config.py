@@ -12,7 +12,7 @@ def test_example_config_parses_with_its_defaults() -> None:
     config = load_config("config.example.yaml", environ={})
     assert [k.key for k in config.client_keys()] == ["sk-llmbus-dev"]
     openai = config.providers["openai"]
-    assert openai.endpoint == "http://127.0.0.1:8319"
+    assert openai.endpoint == "https://api.openai.com"
     assert [m.name for m in openai.model_entries()] == ["gpt-4o-mini", "gpt-4-turbo"]
 
 

@@ -355,40 +355,39 @@ def test_a_prefixed_guide_entry_sits_beside_a_declared_provider() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("bogus: 1\n", "cfg.yaml:1:1: <top>: Object contains unknown field `bogus`"),
+        ("bogus: 1\n", "cfg.yaml:1:1: <top>: unknown key `bogus`"),
         (
             "claude-api-keys:\n  - api-key: x\n",
-            "cfg.yaml:1:1: <top>: Object contains unknown field `claude-api-keys`",
+            "cfg.yaml:1:1: <top>: unknown key `claude-api-keys`; did you mean `claude-api-key`?",
         ),
         (
             "providers:\n  openai:\n    bogus: 1\n",
-            "cfg.yaml:3:5: providers.openai: Object contains unknown field `bogus`",
+            "cfg.yaml:3:5: providers.openai: unknown key `bogus`",
         ),
         (
             "providers:\n  openai:\n    features:\n      telepathy: true\n",
-            "cfg.yaml:4:7: providers.openai.features: Object contains unknown field `telepathy`",
+            "cfg.yaml:4:7: providers.openai.features: unknown key `telepathy`",
         ),
         (
             "claude-api-key:\n  - api-key: x\n    bogus: 1\n",
-            "cfg.yaml:2:5: claude-api-key[0]: Object contains unknown field `bogus`",
+            "cfg.yaml:3:5: claude-api-key[0]: unknown key `bogus`",
         ),
         (
             "kiro:\n  - token_file: /t\n",
-            "cfg.yaml:2:5: kiro[0]: Object contains unknown field `token_file`",
+            "cfg.yaml:2:5: kiro[0]: unknown key `token_file`; did you mean `token-file`?",
         ),
         (
             "openai-compatibility:\n  - name: a\n    base-url: http://a/v1\n"
             "    api-key-entries:\n      - api-key: k\n        secret: 1\n",
-            "cfg.yaml:5:9: openai-compatibility[0].api-key-entries[0]: "
-            "Object contains unknown field `secret`",
+            "cfg.yaml:6:9: openai-compatibility[0].api-key-entries[0]: unknown key `secret`",
         ),
         (
             "routing:\n  strategy: priority\n  mode: x\n",
-            "cfg.yaml:2:3: routing: Object contains unknown field `mode`",
+            "cfg.yaml:3:3: routing: unknown key `mode`",
         ),
         (
             "claude-api-key:\n  - prefix: p\n",
-            "cfg.yaml:2:5: claude-api-key[0]: Object missing required field `api-key`",
+            "cfg.yaml:2:5: claude-api-key[0]: missing required key `api-key`",
         ),
     ],
 )
@@ -402,8 +401,8 @@ def test_problems_in_several_providers_are_one_line_each() -> None:
     message = problem("providers:\n  a:\n    bogus: 1\n  b:\n    models: [{name: x, upstrem: y}]\n")
     lines = message.splitlines()
     assert lines == [
-        "cfg.yaml:3:5: providers.a: Object contains unknown field `bogus`",
-        "cfg.yaml:5:14: providers.b.models[0]: Object contains unknown field `upstrem`",
+        "cfg.yaml:3:5: providers.a: unknown key `bogus`",
+        "cfg.yaml:5:24: providers.b.models[0]: unknown key `upstrem`; did you mean `upstream`?",
     ]
     assert all(PROBLEM_LINE.match(line) for line in lines)
 
@@ -420,8 +419,16 @@ def test_the_routing_strategy_defaults_to_priority() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("random", "cfg.yaml:2:13: routing.strategy: Invalid enum value 'random'"),
-        ("round_robin", "cfg.yaml:2:13: routing.strategy: Invalid enum value 'round_robin'"),
+        (
+            "random",
+            "cfg.yaml:2:13: routing.strategy: invalid value 'random'; "
+            "expected one of: priority, round-robin, fill-first",
+        ),
+        (
+            "round_robin",
+            "cfg.yaml:2:13: routing.strategy: invalid value 'round_robin'; "
+            "expected one of: priority, round-robin, fill-first",
+        ),
         ("3", "cfg.yaml:2:13: routing.strategy: Expected `str`, got `int`"),
     ],
 )
@@ -435,11 +442,11 @@ def test_any_other_routing_strategy_is_refused(value: str, expected: str) -> Non
 def test_the_shipped_example_parses_without_any_environment() -> None:
     config = load_config(REPO_ROOT / "config.example.yaml", environ={})
     # Guide entries whose key variable is unset stay inert; the compat entry is declared.
-    assert set(config.providers) == {"openai", "local-llm"}
+    assert set(config.providers) == {"openai", "copilot", "kiro", "local-llm"}
     assert config.routing.strategy == "priority"
     providers = configured_providers(config)
     openai = providers["openai"]
-    assert openai.unroutable_reason is None
+    assert openai.unroutable_reason == "no credentials: configure an API key"
     assert {m.name: m.upstream for m in openai.models} == {
         "gpt-4o-mini": "gpt-4o-mini",
         "gpt-4-turbo": "gpt-4-turbo-preview",

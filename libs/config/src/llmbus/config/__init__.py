@@ -3,6 +3,8 @@
 from llmbus.config.errors import ConfigError, ConfigProblem
 from llmbus.config.loader import load_config, parse_config
 from llmbus.config.model import (
+    BUILTIN_PROVIDERS,
+    CUSTOM_TYPE,
     ClientKey,
     Config,
     CooldownConfig,
@@ -19,6 +21,8 @@ from llmbus.config.settings import ServiceSettings, SettingsError
 from llmbus.config.watch import ConfigWatcher
 
 __all__ = [
+    "BUILTIN_PROVIDERS",
+    "CUSTOM_TYPE",
     "ClientKey",
     "Config",
     "ConfigError",

@@ -1,21 +1,26 @@
 """Read, interpolate and validate the configuration file.
 
 Strings may reference the environment as `${NAME}` (required) or `${NAME:-default}`.
-Every problem is reported with the file, the key path, the line and what was expected.
+Every problem is reported with the file, the key path, the line and what was expected:
+an unknown key with the valid key closest to it, a value outside a fixed set with the
+set's values.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import msgspec
 import yaml
 
-from llmbus.config.errors import ConfigError, ConfigProblem
+from llmbus.config.errors import ConfigError, ConfigProblem, did_you_mean
 from llmbus.config.model import Config, ProviderConfig
 from llmbus.config.normalize import normalize
 
@@ -25,6 +30,9 @@ T = TypeVar("T")
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.*)`")
+_MISSING_FIELD = re.compile(r"Object missing required field `(.*)`")
+_BAD_ENUM = re.compile(r"Invalid enum value (.*)")
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -89,11 +97,81 @@ def _convert(
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _MSGSPEC_PATH.search(message)
-        text_only = message[: match.start()] if match else message
-        full = [*keys, *_split_path(match.group(1) if match else "")]
+        text = message[: match.start()] if match else message
+        inner = _split_path(match.group(1) if match else "")
+        full = [*keys, *inner]
         line, column = _locate(root, full)
-        problems.append(ConfigProblem(file, _dotted(full), text_only, line, column))
+        if unknown := _UNKNOWN_FIELD.fullmatch(text):
+            key = unknown.group(1)
+            text = f"unknown key `{key}`" + did_you_mean(key, _keys_at(type_, tuple(inner)))
+            line, column = _locate_key(root, full, key) or (line, column)
+        elif missing := _MISSING_FIELD.fullmatch(text):
+            text = f"missing required key `{missing.group(1)}`"
+        elif bad := _BAD_ENUM.fullmatch(text):
+            values = _literals_at(type_, tuple(inner))
+            text = f"invalid value {bad.group(1)}" + (
+                f"; expected one of: {', '.join(values)}" if values else ""
+            )
+        problems.append(ConfigProblem(file, _dotted(full), text, line, column))
         return None
+
+
+# --- what the model accepts at a key path, for the wording of errors --------------------
+
+
+def _members(hint: Any) -> tuple[Any, ...]:
+    """The alternatives of a union (`str | ModelEntry`), or the hint itself."""
+    return get_args(hint) if get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+@cache
+def _hints(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """Encoded key (`api-key`, `base-url`) → type hint of a Struct's fields."""
+    hints = typing.get_type_hints(struct)
+    return {
+        encoded: hints[field]
+        for field, encoded in zip(struct.__struct_fields__, struct.__struct_encode_fields__, strict=True)
+    }
+
+
+def _structs(hint: Any) -> list[type[msgspec.Struct]]:
+    return [m for m in _members(hint) if isinstance(m, type) and issubclass(m, msgspec.Struct)]
+
+
+def _hint_at(root: Any, keys: tuple[str | int, ...]) -> Any:
+    """The type hint the model declares at `keys` below `root`; None where it names none."""
+    hint = root
+    for key in keys:
+        step: Any = None
+        for member in _members(hint):
+            origin = get_origin(member)
+            if isinstance(key, int) and origin is list:
+                step = get_args(member)[0]
+            elif isinstance(key, str) and origin is dict:
+                step = get_args(member)[1]
+            elif isinstance(key, str):
+                step = next((_hints(s)[key] for s in _structs(member) if key in _hints(s)), None)
+            if step is not None:
+                break
+        if step is None:
+            return None
+        hint = step
+    return hint
+
+
+def _keys_at(root: Any, keys: tuple[str | int, ...]) -> list[str]:
+    """The keys an object at `keys` accepts."""
+    return [key for struct in _structs(_hint_at(root, keys)) for key in _hints(struct)]
+
+
+def _literals_at(root: Any, keys: tuple[str | int, ...]) -> list[str]:
+    """The values a fixed-set key at `keys` accepts, in the model's order."""
+    return [
+        str(value)
+        for member in _members(_hint_at(root, keys))
+        if get_origin(member) is Literal
+        for value in get_args(member)
+    ]
 
 
 def _interpolate(
@@ -155,10 +233,10 @@ def _dotted(keys: list[str | int]) -> str:
     return out
 
 
-def _locate(node: yaml.Node | None, keys: list[str | int]) -> tuple[int | None, int | None]:
-    """Line and column (1-based) of the deepest node the key path reaches."""
+def _node_at(node: yaml.Node | None, keys: list[str | int]) -> yaml.Node | None:
+    """The deepest node the key path reaches."""
     if node is None:
-        return None, None
+        return None
     current = node
     for key in keys:
         child: yaml.Node | None = None
@@ -172,4 +250,22 @@ def _locate(node: yaml.Node | None, keys: list[str | int]) -> tuple[int | None, 
         if child is None:
             break
         current = child
+    return current
+
+
+def _locate(node: yaml.Node | None, keys: list[str | int]) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the deepest node the key path reaches."""
+    current = _node_at(node, keys)
+    if current is None:
+        return None, None
     return current.start_mark.line + 1, current.start_mark.column + 1
+
+
+def _locate_key(node: yaml.Node | None, keys: list[str | int], key: str) -> tuple[int, int] | None:
+    """Line and column of `key` itself in the mapping at `keys` (an unknown key's place)."""
+    mapping = _node_at(node, keys)
+    if isinstance(mapping, yaml.MappingNode):
+        for key_node, _ in mapping.value:
+            if key_node.value == key:
+                return key_node.start_mark.line + 1, key_node.start_mark.column + 1
+    return None

@@ -3,7 +3,7 @@
 One YAML file, read by every service at start. It accepts two forms, which the loader
 normalises into one: the spec's `providers:` map (snake_case keys inside each provider)
 and the user-guide keys at the top level (kebab-case: `claude-api-key`, `openrouter`,
-`openai-compatibility`, `kiro`, ...). After loading, `Config.providers` holds every
+`openai-compatibility`, `kiro`, `copilot`, ...). After loading, `Config.providers` holds every
 provider whichever form declared it; the user-guide lists are kept for reference only.
 
 Unknown keys are refused, so that a typo fails at start instead of being ignored.
@@ -16,13 +16,18 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "BUILTIN_PROVIDERS",
+    "CUSTOM_TYPE",
     "GUIDE_KEY_PROVIDERS",
+    "ApiKeyEntry",
     "ClientKey",
     "CompatEntry",
     "Config",
     "CooldownConfig",
+    "CopilotEntry",
     "CredentialEntry",
     "FeaturesConfig",
+    "GuideEntry",
     "GuideKeyEntry",
     "GuideModel",
     "HealthCheckConfig",
@@ -33,6 +38,32 @@ __all__ = [
     "RoutingConfig",
     "Strategy",
 ]
+
+
+BUILTIN_PROVIDERS: tuple[str, ...] = (
+    "claude",
+    "gemini",
+    "openai",
+    "mistral",
+    "groq",
+    "deepseek",
+    "openrouter",
+    "together",
+    "fireworks",
+    "novita",
+    "siliconflow",
+    "kiro",
+    "copilot",
+    "roocode",
+    "kiloai",
+    "minimax",
+)
+"""The built-in providers' names: the values a provider's `type` may take besides
+`openai-compatible`. Their specs live in `llmbus.providers.registry`, which depends on
+this package and so cannot be imported here; a unit test keeps the two lists equal."""
+
+CUSTOM_TYPE = "openai-compatible"
+"""The `type` of an OpenAI-compatible endpoint that is not a built-in (a local Ollama)."""
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -119,8 +150,11 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
     """One provider in the spec's form (`providers: {name: {...}}`)."""
 
     type: str | None = None
-    """The built-in provider this entry configures; defaults to the entry's name. Any
-    other value makes an OpenAI-compatible custom provider."""
+    """The built-in provider this entry configures (one of `BUILTIN_PROVIDERS`), or
+    `openai-compatible` for a custom endpoint. Default: the entry's name when that is a
+    built-in's; any other name is a custom endpoint and needs an `endpoint`. Any other
+    value is refused, so that `type: anthropic` fails at start instead of becoming an
+    OpenAI-compatible endpoint that speaks the wrong wire format."""
     enabled: bool = True
     auth_type: Literal["api_key", "oauth_device_flow", "token_file", "none"] | None = None
     endpoint: str | None = None
@@ -137,7 +171,8 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
     """Kiro: the AWS region of the API, when neither the token file nor its profile ARN
     names one."""
     proxy_url: str | None = None
-    """An HTTP(S) proxy for every call to this provider (`http://user:pass@host:port`)."""
+    """An HTTP(S) proxy for every call to this provider (`http://user:pass@host:port`).
+    SOCKS is refused: the HTTP client is installed without SOCKS support."""
     models: list[str | ModelEntry] = []
     model_mappings: dict[str, str] = {}
     features: FeaturesConfig = FeaturesConfig()
@@ -176,7 +211,9 @@ class GuideModel(_Strict, frozen=True, kw_only=True):
     alias: str = ""
 
 
-class _GuideCommon(_Strict, frozen=True, kw_only=True, rename="kebab"):
+class GuideEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
+    """The keys every entry of a per-provider user-guide list accepts."""
+
     prefix: str = ""
     base_url: str = ""
     models: list[GuideModel] = []
@@ -184,24 +221,32 @@ class _GuideCommon(_Strict, frozen=True, kw_only=True, rename="kebab"):
     headers: dict[str, str] = {}
     priority: int = 0
     proxy_url: str = ""
+    """An HTTP(S) proxy for this entry's calls; entries with different proxies become
+    different providers."""
 
 
-class GuideKeyEntry(_GuideCommon, frozen=True, kw_only=True, rename="kebab"):
+class GuideKeyEntry(GuideEntry, frozen=True, kw_only=True, rename="kebab"):
     """One entry of `claude-api-key`, `gemini-api-key`, `openai-api-key`, `openrouter`, ..."""
 
     api_key: str
 
 
 class ApiKeyEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
+    """One key of an `openai-compatibility` entry. Its `proxy-url` overrides the entry's;
+    every key of one entry must end up with the same proxy (one provider, one proxy)."""
+
     api_key: str
     proxy_url: str = ""
 
 
-class CompatEntry(_GuideCommon, frozen=True, kw_only=True, rename="kebab"):
+class CompatEntry(GuideEntry, frozen=True, kw_only=True, rename="kebab"):
     """One entry of `openai-compatibility`: a named OpenAI-compatible endpoint."""
 
     name: str
     api_key_entries: list[ApiKeyEntry] = []
+    auth_type: Literal["api_key", "none"] = "api_key"
+    """`none`: the endpoint takes no key (a local Ollama): routable without
+    `api-key-entries`, and a key listed there is still sent when it is set."""
 
 
 class KiroEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
@@ -210,9 +255,18 @@ class KiroEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
     token_file: str
     prefix: str = ""
     region: str = ""
+    """The AWS region of the API, when neither the token file nor its profile ARN names one."""
     models: list[GuideModel] = []
     excluded_models: list[str] = []
     priority: int = 0
+    proxy_url: str = ""
+
+
+class CopilotEntry(GuideEntry, frozen=True, kw_only=True, rename="kebab"):
+    """One entry of `copilot`: a GitHub OAuth token (from the device flow or
+    `gh auth token`) from which Copilot tokens are minted. An empty token is ignored."""
+
+    github_token: str
 
 
 GUIDE_KEY_PROVIDERS: dict[str, str] = {
@@ -273,6 +327,7 @@ class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     siliconflow: list[GuideKeyEntry] = []
     openai_compatibility: list[CompatEntry] = []
     kiro: list[KiroEntry] = []
+    copilot: list[CopilotEntry] = []
 
     def client_keys(self) -> list[ClientKey]:
         keys: list[ClientKey] = []

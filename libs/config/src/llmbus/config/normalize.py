@@ -1,13 +1,20 @@
-"""Fold the user-guide keys into the `providers:` map, so the rest of llmbus sees one form.
+"""Check the `providers:` map, and fold the user-guide keys into it, so the rest of llmbus
+sees one form.
 
-- `claude-api-key`, `openrouter`, ... (one list per provider): entries that share their
-  prefix, base URL, models, exclusions, headers and priority become one provider with one
-  credential per entry. The provider is named after its built-in type (`claude`), or
-  `<type>-<prefix>` when the entries have a prefix (`claude-prod`); other differences
-  number it (`claude-2`).
+- `providers:` entries: `type` must name a built-in or be `openai-compatible`; a name
+  that is not a built-in's is a custom endpoint and needs `endpoint`; `proxy_url` must be
+  an http(s) URL.
+- `claude-api-key`, `openrouter`, ... (one list per provider) and `copilot`: entries that
+  share their prefix, base URL, models, exclusions, headers, priority and proxy become
+  one provider with one credential per entry. The provider is named after its built-in
+  type (`claude`), or `<type>-<prefix>` when the entries have a prefix (`claude-prod`);
+  other differences number it (`claude-2`). An entry whose key or token is empty is
+  ignored (`${KEY:-}` left unset).
 - `openai-compatibility`: one custom OpenAI-compatible provider per entry, named by its
-  `name`, with a credential per `api-key-entries` item.
-- `kiro`: token files; entries that share a prefix become one provider.
+  `name`, with a credential per `api-key-entries` item; `auth-type: none` makes it
+  routable without a key. Its keys must share one proxy.
+- `kiro`: token files; entries that share a prefix, region, models and proxy become one
+  provider.
 
 An instance that the `providers:` map already declares receives the entries' credentials.
 """
@@ -15,16 +22,20 @@ An instance that the `providers:` map already declares receives the entries' cre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
-from llmbus.config.errors import ConfigProblem
+from llmbus.config.errors import ConfigProblem, did_you_mean
 from llmbus.config.model import (
+    BUILTIN_PROVIDERS,
+    CUSTOM_TYPE,
     GUIDE_KEY_PROVIDERS,
     CompatEntry,
     Config,
+    CopilotEntry,
     CredentialEntry,
+    GuideEntry,
     GuideKeyEntry,
     GuideModel,
     KiroEntry,
@@ -32,7 +43,41 @@ from llmbus.config.model import (
     ProviderConfig,
 )
 
-__all__ = ["normalize"]
+__all__ = ["normalize", "proxy_problem"]
+
+_MERGE_CONFLICTS = (
+    "endpoint",
+    "models",
+    "excluded_models",
+    "headers",
+    "prefix",
+    "priority",
+    "proxy_url",
+    "region",
+)
+"""What a guide entry may not set differently from the `providers:` entry it joins."""
+
+
+def proxy_problem(url: str) -> str | None:
+    """What is wrong with a proxy URL, or None. The URL itself is never repeated: it may
+    carry a user and password."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme.startswith("socks"):
+        return (
+            f"SOCKS proxies (`{scheme}://`) are not supported (the HTTP client is installed "
+            "without SOCKS support): use an http:// or https:// proxy"
+        )
+    if scheme not in ("http", "https"):
+        got = f", got `{scheme}://`" if scheme else ""
+        return f"expected an http:// or https:// proxy URL, such as http://proxy.internal:3128{got}"
+    if not parts.hostname:
+        return "expected a host in the proxy URL, such as http://proxy.internal:3128"
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "the proxy URL's port is not a number from 0 to 65535"
+    return None
 
 
 def _models(models: Sequence[GuideModel]) -> list[str | ModelEntry]:
@@ -57,10 +102,66 @@ def _instance_name(
     return name
 
 
+def _check_declared(name: str, provider: ProviderConfig, file: str, problems: list[ConfigProblem]) -> None:
+    where = f"providers.{name}"
+    kind = provider.type
+    if kind is not None and kind != CUSTOM_TYPE and kind not in BUILTIN_PROVIDERS:
+        problems.append(
+            ConfigProblem(
+                file,
+                f"{where}.type",
+                f"unknown provider type `{kind}`: expected a built-in ({', '.join(BUILTIN_PROVIDERS)}) "
+                f"or `{CUSTOM_TYPE}` for any other OpenAI-compatible endpoint"
+                + did_you_mean(kind, (*BUILTIN_PROVIDERS, CUSTOM_TYPE)),
+            )
+        )
+    elif name not in BUILTIN_PROVIDERS and not provider.endpoint:
+        if kind is None:
+            message = (
+                f"`{name}` is not a built-in provider: set `type` to the built-in this entry "
+                f"configures, or `type: {CUSTOM_TYPE}` and `endpoint` for a custom endpoint"
+                + did_you_mean(name, BUILTIN_PROVIDERS)
+            )
+        else:
+            message = f"expected `endpoint`: the base URL of the {CUSTOM_TYPE} endpoint"
+        problems.append(ConfigProblem(file, where, message))
+    if provider.proxy_url and (why := proxy_problem(provider.proxy_url)):
+        problems.append(ConfigProblem(file, f"{where}.proxy_url", why))
+
+
+def _guide_shape(entry: GuideEntry) -> object:
+    """What makes two entries of one list the same provider (everything but the key)."""
+    return (
+        entry.prefix,
+        entry.base_url,
+        entry.models,
+        entry.excluded_models,
+        entry.headers,
+        entry.priority,
+        entry.proxy_url,
+    )
+
+
+def _guide_provider(kind: str, entry: GuideEntry, credential: CredentialEntry) -> ProviderConfig:
+    return ProviderConfig(
+        type=kind,
+        endpoint=entry.base_url or None,
+        api_keys=[credential],
+        models=_models(entry.models),
+        excluded_models=list(entry.excluded_models),
+        headers=dict(entry.headers),
+        prefix=entry.prefix or None,
+        priority=entry.priority,
+        proxy_url=entry.proxy_url or None,
+    )
+
+
 def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Config:
     providers: dict[str, ProviderConfig] = dict(config.providers)
     declared = set(providers)
     shapes: dict[str, object] = {}
+    for name, provider in config.providers.items():
+        _check_declared(name, provider, file, problems)
 
     def add(name: str, where: str, provider: ProviderConfig, shape: object) -> None:
         existing = providers.get(name)
@@ -71,7 +172,7 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
         if name in declared:
             overrides = [
                 key
-                for key in ("endpoint", "models", "excluded_models", "headers", "prefix")
+                for key in _MERGE_CONFLICTS
                 if getattr(provider, key) and getattr(provider, key) != getattr(existing, key)
             ]
             if overrides:
@@ -79,12 +180,18 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
                     ConfigProblem(
                         file,
                         where,
-                        f"`providers.{name}` already configures {', '.join(overrides)}: "
+                        f"`providers.{name}` already configures {', '.join(overrides)} differently: "
                         "give this entry a prefix, or move its credentials to `providers`",
                     )
                 )
                 return
         providers[name] = msgspec.structs.replace(existing, api_keys=[*existing.api_keys, *provider.api_keys])
+
+    def proxy_ok(url: str, where: str) -> bool:
+        why = proxy_problem(url) if url else None
+        if why:
+            problems.append(ConfigProblem(file, where, why))
+        return why is None
 
     for field, kind in GUIDE_KEY_PROVIDERS.items():
         entries: list[GuideKeyEntry] = getattr(config, field)
@@ -92,40 +199,37 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
             where = f"{_kebab(field)}[{index}]"
             if not entry.api_key:
                 continue  # `${KEY:-}` left empty: not configured
-            shape: object = (
-                entry.prefix,
-                entry.base_url,
-                entry.models,
-                entry.excluded_models,
-                entry.headers,
-                entry.priority,
-            )
+            if not proxy_ok(entry.proxy_url, f"{where}.proxy-url"):
+                continue
+            shape = _guide_shape(entry)
             name = _instance_name(kind, entry.prefix, set(providers), shape, shapes, declared)
-            add(
-                name,
-                where,
-                ProviderConfig(
-                    type=kind,
-                    endpoint=entry.base_url or None,
-                    api_keys=[
-                        CredentialEntry(api_key=entry.api_key, name=f"{field.replace('_', '-')}-{index + 1}")
-                    ],
-                    models=_models(entry.models),
-                    excluded_models=list(entry.excluded_models),
-                    headers=dict(entry.headers),
-                    prefix=entry.prefix or None,
-                    priority=entry.priority,
-                ),
-                shape,
-            )
+            credential = CredentialEntry(api_key=entry.api_key, name=f"{_kebab(field)}-{index + 1}")
+            add(name, where, _guide_provider(kind, entry, credential), shape)
+
+    for index, copilot in enumerate(config.copilot):
+        where = f"copilot[{index}]"
+        if not copilot.github_token or not proxy_ok(copilot.proxy_url, f"{where}.proxy-url"):
+            continue  # an empty token: not configured
+        shape = _guide_shape(copilot)
+        name = _instance_name("copilot", copilot.prefix, set(providers), shape, shapes, declared)
+        add(name, where, _copilot_provider(copilot, index), shape)
 
     for index, compat in enumerate(config.openai_compatibility):
         where = f"openai-compatibility[{index}]"
-        _add_compat(compat, where, file, providers, declared, problems)
+        _add_compat(compat, where, file, providers, problems)
 
     for index, kiro in enumerate(config.kiro):
         where = f"kiro[{index}]"
-        kiro_shape: object = (kiro.prefix, kiro.region, kiro.models, kiro.excluded_models, kiro.priority)
+        if not proxy_ok(kiro.proxy_url, f"{where}.proxy-url"):
+            continue
+        kiro_shape: object = (
+            kiro.prefix,
+            kiro.region,
+            kiro.models,
+            kiro.excluded_models,
+            kiro.priority,
+            kiro.proxy_url,
+        )
         name = _instance_name("kiro", kiro.prefix, set(providers), kiro_shape, shapes, declared)
         add(name, where, _kiro_provider(kiro, index), kiro_shape)
 
@@ -137,7 +241,6 @@ def _add_compat(
     where: str,
     file: str,
     providers: dict[str, ProviderConfig],
-    declared: set[str],
     problems: list[ConfigProblem],
 ) -> None:
     if compat.name in providers:
@@ -148,24 +251,43 @@ def _add_compat(
     if not compat.base_url:
         problems.append(ConfigProblem(file, f"{where}.base-url", "expected the endpoint's base URL"))
         return
-    credentials: list[str | CredentialEntry] = [
-        CredentialEntry(api_key=item.api_key, name=f"key-{i + 1}")
-        for i, item in enumerate(compat.api_key_entries)
-        if item.api_key
-    ]
-    extra: dict[str, Any] = {}
-    if compat.prefix:
-        extra["prefix"] = compat.prefix
+    found = len(problems)
+    if compat.proxy_url and (why := proxy_problem(compat.proxy_url)):
+        problems.append(ConfigProblem(file, f"{where}.proxy-url", why))
+    keys = [(i, item) for i, item in enumerate(compat.api_key_entries) if item.api_key]
+    for i, item in keys:
+        if item.proxy_url and (why := proxy_problem(item.proxy_url)):
+            problems.append(ConfigProblem(file, f"{where}.api-key-entries[{i}].proxy-url", why))
+    proxies = {item.proxy_url or compat.proxy_url for _, item in keys}
+    if len(proxies) > 1:
+        problems.append(
+            ConfigProblem(
+                file,
+                f"{where}.api-key-entries",
+                "these keys go through different proxies (a key's proxy-url, else the entry's), "
+                "but one entry is one provider with one proxy: give each proxy an "
+                "`openai-compatibility` entry of its own",
+            )
+        )
+    if len(problems) > found:
+        return
     providers[compat.name] = ProviderConfig(
-        type="openai-compatible",
+        type=CUSTOM_TYPE,
         endpoint=compat.base_url,
-        api_keys=credentials,
+        auth_type="none" if compat.auth_type == "none" else None,
+        api_keys=[CredentialEntry(api_key=item.api_key, name=f"key-{i + 1}") for i, item in keys],
         models=_models(compat.models),
         excluded_models=list(compat.excluded_models),
         headers=dict(compat.headers),
         priority=compat.priority,
-        **extra,
+        prefix=compat.prefix or None,
+        proxy_url=proxies.pop() if proxies else (compat.proxy_url or None),
     )
+
+
+def _copilot_provider(copilot: CopilotEntry, index: int) -> ProviderConfig:
+    credential = CredentialEntry(github_token=copilot.github_token, name=f"copilot-{index + 1}")
+    return _guide_provider("copilot", copilot, credential)
 
 
 def _kiro_provider(kiro: KiroEntry, index: int) -> ProviderConfig:
@@ -177,4 +299,6 @@ def _kiro_provider(kiro: KiroEntry, index: int) -> ProviderConfig:
         excluded_models=list(kiro.excluded_models),
         prefix=kiro.prefix or None,
         priority=kiro.priority,
+        region=kiro.region or None,
+        proxy_url=kiro.proxy_url or None,
     )

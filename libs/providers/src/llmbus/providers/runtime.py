@@ -15,6 +15,7 @@ from functools import cached_property
 import msgspec
 
 from llmbus.config import (
+    CUSTOM_TYPE,
     Config,
     CooldownConfig,
     CredentialEntry,
@@ -159,10 +160,16 @@ def _custom_spec(name: str, entry: ProviderConfig) -> ProviderSpec:
 
 
 def _spec_for(name: str, entry: ProviderConfig) -> ProviderSpec:
-    if entry.type == "openai-compatible":
+    if entry.type == CUSTOM_TYPE:
         known = builtin(name)
         return known if known is not None and known.family == "openai" else _custom_spec(name, entry)
-    return builtin(entry.type or name) or _custom_spec(name, entry)
+    if entry.type is None:
+        return builtin(name) or _custom_spec(name, entry)
+    spec = builtin(entry.type)
+    if spec is None:
+        # The config loader refuses this; a Config built in code may not have been checked.
+        raise ValueError(f"provider `{name}`: unknown type `{entry.type}`")
+    return spec
 
 
 def _models(spec: ProviderSpec, entry: ProviderConfig, features: Features) -> tuple[ProviderModel, ...]:
