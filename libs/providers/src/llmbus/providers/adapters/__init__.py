@@ -15,6 +15,7 @@ from llmbus.providers.adapters.base import (
     UpstreamRequest,
 )
 from llmbus.providers.adapters.copilot import Copilot
+from llmbus.providers.adapters.gemini import Gemini
 from llmbus.providers.adapters.openai import OpenAICompatible
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Credential",
     "CredentialSource",
     "Family",
+    "Gemini",
     "OpenAICompatible",
     "Output",
     "StaticKeys",
@@ -34,6 +36,7 @@ __all__ = [
 
 ADAPTERS: dict[Family, Adapter] = {
     "anthropic": Anthropic(),
+    "gemini": Gemini(),
     "openai": OpenAICompatible(),
     "copilot": Copilot(),
 }
