@@ -1,6 +1,13 @@
 """llmbus client dialects: wire types, translation to and from the normalized request,
 and client-facing errors."""
 
+from llmbus.api.anthropic import (
+    MessageBuilder,
+    MessageStreamWriter,
+    anthropic_error_body,
+    decode_count_tokens_request,
+    decode_messages_request,
+)
 from llmbus.api.errors import (
     ApiError,
     AuthenticationFailed,
@@ -15,6 +22,7 @@ from llmbus.api.errors import (
     openai_error_body,
 )
 from llmbus.api.openai import ChunkWriter, CompletionBuilder, decode_chat_request, to_wire_messages
+from llmbus.api.tokens import estimate_tokens
 
 __all__ = [
     "ApiError",
@@ -23,13 +31,19 @@ __all__ = [
     "CompletionBuilder",
     "GatewayTimeout",
     "InvalidRequest",
+    "MessageBuilder",
+    "MessageStreamWriter",
     "NotFound",
     "PermissionDenied",
     "RateLimited",
     "Unavailable",
     "UpstreamFailed",
+    "anthropic_error_body",
     "decode_chat_request",
+    "decode_count_tokens_request",
+    "decode_messages_request",
     "error_from_status",
+    "estimate_tokens",
     "openai_error_body",
     "to_wire_messages",
 ]
