@@ -263,9 +263,12 @@ _SPECS = (
         auth=_OAUTH,
         endpoint="https://q.us-east-1.amazonaws.com",
         models=_models(
-            ("claude-sonnet-4-5", 200 * _K, "CLAUDE_SONNET_4_5_20250929_V1_0"),
-            ("claude-sonnet-4", 200 * _K, "CLAUDE_SONNET_4_20250514_V1_0"),
-            ("claude-3-7-sonnet", 200 * _K, "CLAUDE_3_7_SONNET_20250219_V1_0"),
+            # Kiro's current modelIds (ListAvailableModels); the legacy
+            # `CLAUDE_SONNET_4_5_20250929_V1_0` form is what older clients sent.
+            ("claude-sonnet-4-5", 200 * _K, "claude-sonnet-4.5"),
+            ("claude-sonnet-4", 200 * _K, "claude-sonnet-4"),
+            ("claude-haiku-4-5", 200 * _K, "claude-haiku-4.5"),
+            ("claude-opus-4-5", 200 * _K, "claude-opus-4.5"),
         ),
         features=_features(code=True),
     ),

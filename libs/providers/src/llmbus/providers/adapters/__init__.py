@@ -16,6 +16,7 @@ from llmbus.providers.adapters.base import (
 )
 from llmbus.providers.adapters.copilot import Copilot
 from llmbus.providers.adapters.gemini import Gemini
+from llmbus.providers.adapters.kiro import Kiro
 from llmbus.providers.adapters.openai import OpenAICompatible
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "CredentialSource",
     "Family",
     "Gemini",
+    "Kiro",
     "OpenAICompatible",
     "Output",
     "StaticKeys",
@@ -39,6 +41,7 @@ ADAPTERS: dict[Family, Adapter] = {
     "gemini": Gemini(),
     "openai": OpenAICompatible(),
     "copilot": Copilot(),
+    "kiro": Kiro(),
 }
 
 
