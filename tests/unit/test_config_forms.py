@@ -10,8 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from llmbus.config import Config, ConfigError, ConfigWatcher, load_config, parse_config
-from llmbus.providers import AuthType, ProviderKind, configured_providers
+from llmbus.config import (
+    BUILTIN_PROVIDERS,
+    Config,
+    ConfigError,
+    ConfigWatcher,
+    CredentialEntry,
+    ProviderConfig,
+    load_config,
+    parse_config,
+)
+from llmbus.proto import ChatRequest, Message, Needs, Target
+from llmbus.providers import BUILTIN, AuthType, ProviderKind, configured_providers
+from llmbus.providers.adapters import OpenAICompatible
+from llmbus.providers.adapters.base import StaticKeys
+from llmbus.routing import Catalog, LiveState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBLEM_LINE = re.compile(r"^cfg\.yaml:\d+:\d+: \S+: .+$")
@@ -434,6 +447,339 @@ def test_the_routing_strategy_defaults_to_priority() -> None:
 )
 def test_any_other_routing_strategy_is_refused(value: str, expected: str) -> None:
     assert problem(f"routing:\n  strategy: {value}\n") == expected
+
+
+# --- provider types -----------------------------------------------------------------------
+
+
+def test_the_config_knows_exactly_the_builtins_the_registry_defines() -> None:
+    assert BUILTIN_PROVIDERS == tuple(BUILTIN)
+
+
+def test_a_type_that_is_no_builtin_is_refused_with_the_valid_types() -> None:
+    message = problem("providers:\n  mine:\n    type: anthropic\n    api_key: k\n")
+    assert message.startswith("cfg.yaml:3:11: providers.mine.type: unknown provider type `anthropic`: ")
+    assert f"expected a built-in ({', '.join(BUILTIN_PROVIDERS)})" in message
+    assert "or `openai-compatible` for any other OpenAI-compatible endpoint" in message
+
+
+def test_a_misspelt_type_suggests_the_builtin_it_resembles() -> None:
+    assert problem("providers:\n  mine:\n    type: claud\n").endswith("; did you mean `claude`?")
+
+
+def test_a_type_naming_a_builtin_configures_that_builtin_under_another_name() -> None:
+    provider = configured_providers(parse("providers:\n  work:\n    type: claude\n    api_key: k\n"))["work"]
+    assert provider.type == "claude"
+    assert provider.family == "anthropic"
+    assert provider.unroutable_reason is None
+
+
+def test_openai_compatible_with_an_endpoint_is_a_custom_provider() -> None:
+    config = parse(
+        "providers:\n  local:\n    type: openai-compatible\n    endpoint: http://h/v1\n"
+        "    api_key: k\n    models: [m]\n"
+    )
+    provider = configured_providers(config)["local"]
+    assert provider.kind is ProviderKind.CUSTOM
+    assert provider.chat_url == "http://h/v1/chat/completions"
+
+
+def test_openai_compatible_without_an_endpoint_is_refused() -> None:
+    assert problem("providers:\n  local:\n    type: openai-compatible\n    api_key: k\n") == (
+        "cfg.yaml:3:5: providers.local: expected `endpoint`: the base URL of the openai-compatible endpoint"
+    )
+
+
+def test_a_name_that_is_no_builtin_without_type_or_endpoint_is_explained() -> None:
+    assert problem("providers:\n  claud:\n    api_key: k\n") == (
+        "cfg.yaml:3:5: providers.claud: `claud` is not a built-in provider: set `type` to the built-in "
+        "this entry configures, or `type: openai-compatible` and `endpoint` for a custom endpoint; "
+        "did you mean `claude`?"
+    )
+
+
+def test_a_name_that_is_no_builtin_with_an_endpoint_stays_a_custom_endpoint() -> None:
+    config = parse(
+        "providers:\n  ollama:\n    endpoint: http://h:11434/v1\n    api_key: k\n    models: [m]\n"
+    )
+    provider = configured_providers(config)["ollama"]
+    assert provider.kind is ProviderKind.CUSTOM
+    assert provider.unroutable_reason is None
+
+
+def test_a_config_built_in_code_with_an_unknown_type_fails_instead_of_becoming_custom() -> None:
+    config = Config(providers={"mine": ProviderConfig(type="anthropic", api_key="k", endpoint="http://h")})
+    with pytest.raises(ValueError, match="unknown type `anthropic`"):
+        configured_providers(config)
+
+
+# --- keyless providers (auth_type: none) ---------------------------------------------------
+
+
+def resolve(config: Config, model: str) -> list[Target]:
+    catalog = Catalog(configured_providers(config))
+    candidates = catalog.resolve(model, Needs(), LiveState(), now=0.0)
+    return [t for tier in candidates.tiers for t in tier] + candidates.fallback
+
+
+def test_a_keyless_provider_with_auth_type_none_is_routable() -> None:
+    config = parse(
+        "providers:\n  ollama:\n    type: openai-compatible\n    endpoint: http://127.0.0.1:11434/v1\n"
+        "    auth_type: none\n    models: [llama3.1:8b]\n"
+    )
+    provider = configured_providers(config)["ollama"]
+    assert provider.auth_type is AuthType.NONE
+    assert provider.credentials == (CredentialEntry(name="none"),)
+    assert provider.unroutable_reason is None
+    assert resolve(config, "llama3.1:8b") == [
+        Target(provider="ollama", credential="none", upstream_model="llama3.1:8b")
+    ]
+
+
+def test_a_builtin_switched_to_auth_type_none_is_routable_without_a_key() -> None:
+    config = parse("providers:\n  openai:\n    auth_type: none\n    endpoint: http://local:8000/v1\n")
+    assert configured_providers(config)["openai"].unroutable_reason is None
+    assert [t.credential for t in resolve(config, "gpt-4o")] == ["none"]
+
+
+async def test_a_keyless_provider_sends_no_authorization_header() -> None:
+    config = parse(
+        "providers:\n  ollama:\n    type: openai-compatible\n    endpoint: http://h/v1\n"
+        "    auth_type: none\n    models: [m]\n"
+    )
+    provider = configured_providers(config)["ollama"]
+    credential = await StaticKeys().get(provider, provider.credentials[0])
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
+    request = OpenAICompatible().build(provider, chat, "m", credential)
+    assert "Authorization" not in request.headers
+
+
+COMPAT_NONE = (
+    "openai-compatibility:\n  - name: ollama\n    base-url: http://127.0.0.1:11434/v1\n"
+    "    auth-type: none\n    models: [{name: 'llama3.1:8b', alias: llama}]\n"
+)
+
+
+def test_an_openai_compatibility_entry_with_auth_type_none_is_routable_without_keys() -> None:
+    config = parse(COMPAT_NONE)
+    provider = configured_providers(config)["ollama"]
+    assert provider.auth_type is AuthType.NONE
+    assert provider.unroutable_reason is None
+    assert resolve(config, "llama") == [
+        Target(provider="ollama", credential="none", upstream_model="llama3.1:8b")
+    ]
+
+
+def test_an_openai_compatibility_entry_with_auth_type_none_still_sends_a_key_that_is_set() -> None:
+    text = COMPAT_NONE + "    api-key-entries: [{api-key: '${OLLAMA_KEY:-}'}]\n"
+    assert [c.name for c in configured_providers(parse(text))["ollama"].credentials] == ["none"]
+    keyed = configured_providers(parse(text, {"OLLAMA_KEY": "sk-o"}))["ollama"]
+    assert [(c.name, c.api_key) for c in keyed.credentials] == [("key-1", "sk-o")]
+
+
+def test_an_openai_compatibility_auth_type_other_than_api_key_or_none_is_refused() -> None:
+    assert problem(COMPAT_NONE.replace("auth-type: none", "auth-type: oauth")) == (
+        "cfg.yaml:4:16: openai-compatibility[0].auth-type: invalid value 'oauth'; "
+        "expected one of: api_key, none"
+    )
+
+
+# --- proxies -------------------------------------------------------------------------------
+
+
+def test_a_guide_entry_proxy_url_reaches_the_provider() -> None:
+    config = parse("claude-api-key:\n  - api-key: k\n    proxy-url: http://proxy.internal:3128\n")
+    assert config.providers["claude"].proxy_url == "http://proxy.internal:3128"
+    assert configured_providers(config)["claude"].proxy_url == "http://proxy.internal:3128"
+
+
+def test_guide_entries_with_different_proxies_are_not_merged() -> None:
+    config = parse(
+        "claude-api-key:\n"
+        "  - api-key: k1\n    proxy-url: http://p1:3128\n"
+        "  - api-key: k2\n    proxy-url: http://p2:3128\n"
+        "  - api-key: k3\n    proxy-url: http://p1:3128\n"
+        "  - api-key: k4\n"
+    )
+    assert {name: p.proxy_url for name, p in config.providers.items()} == {
+        "claude": "http://p1:3128",
+        "claude-2": "http://p2:3128",
+        "claude-3": None,
+    }
+    assert api_keys(config, "claude") == ["k1", "k3"]
+
+
+def test_a_guide_entry_with_a_proxy_cannot_join_a_declared_provider_without_one() -> None:
+    message = problem(
+        "providers:\n  claude:\n    api_key: k0\nclaude-api-key:\n  - api-key: k1\n    proxy-url: http://p:1\n"
+    )
+    assert "cfg.yaml:5:5: claude-api-key[0]: `providers.claude` already configures proxy_url differently" in (
+        message
+    )
+
+
+def test_the_providers_map_proxy_url_reaches_the_provider() -> None:
+    config = parse("providers:\n  openai:\n    api_key: k\n    proxy_url: https://u:p@proxy:8443\n")
+    assert configured_providers(config)["openai"].proxy_url == "https://u:p@proxy:8443"
+
+
+def test_openai_compatibility_keys_sharing_one_proxy_give_the_provider_that_proxy() -> None:
+    config = parse(
+        "openai-compatibility:\n  - name: c\n    base-url: http://h/v1\n    proxy-url: http://entry:1\n"
+        "    api-key-entries:\n      - api-key: k1\n      - api-key: k2\n        proxy-url: http://entry:1\n"
+    )
+    assert config.providers["c"].proxy_url == "http://entry:1"
+
+
+def test_a_per_key_proxy_url_applies_when_every_key_has_it() -> None:
+    config = parse(
+        "openai-compatibility:\n  - name: c\n    base-url: http://h/v1\n"
+        "    api-key-entries:\n      - api-key: k1\n        proxy-url: http://key:1\n"
+        "      - api-key: ''\n        proxy-url: http://ignored-with-its-empty-key:1\n"
+    )
+    assert config.providers["c"].proxy_url == "http://key:1"
+
+
+def test_openai_compatibility_keys_with_different_proxies_are_refused() -> None:
+    message = problem(
+        "openai-compatibility:\n  - name: c\n    base-url: http://h/v1\n"
+        "    api-key-entries:\n      - api-key: k1\n        proxy-url: http://p1:1\n      - api-key: k2\n"
+    )
+    assert message.startswith(
+        "cfg.yaml:5:7: openai-compatibility[0].api-key-entries: these keys go through different proxies"
+    )
+    assert "give each proxy an `openai-compatibility` entry of its own" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("socks5://u:secret@proxy:1080", "SOCKS proxies (`socks5://`) are not supported"),
+        ("ftp://u:secret@proxy:21", "expected an http:// or https:// proxy URL"),
+        ("proxy.internal:3128", "expected an http:// or https:// proxy URL"),
+        ("http://", "expected a host in the proxy URL"),
+        ("http://u:secret@proxy:99999", "port is not a number from 0 to 65535"),
+    ],
+)
+def test_a_proxy_url_that_is_not_http_is_refused_without_repeating_it(url: str, expected: str) -> None:
+    for text, path in (
+        (f"providers:\n  openai:\n    proxy_url: '{url}'\n", "providers.openai.proxy_url"),
+        (f"claude-api-key:\n  - api-key: k\n    proxy-url: '{url}'\n", "claude-api-key[0].proxy-url"),
+        (f"copilot:\n  - github-token: t\n    proxy-url: '{url}'\n", "copilot[0].proxy-url"),
+        (f"kiro:\n  - token-file: /t\n    proxy-url: '{url}'\n", "kiro[0].proxy-url"),
+        (
+            f"openai-compatibility:\n  - name: c\n    base-url: http://h\n    proxy-url: '{url}'\n",
+            "openai-compatibility[0].proxy-url",
+        ),
+        (
+            "openai-compatibility:\n  - name: c\n    base-url: http://h\n"
+            f"    api-key-entries: [{{api-key: k, proxy-url: '{url}'}}]\n",
+            "openai-compatibility[0].api-key-entries[0].proxy-url",
+        ),
+    ):
+        message = problem(text)
+        assert f" {path}: " in message, text
+        assert expected in message, text
+        assert "secret" not in message
+
+
+# --- copilot and kiro guide entries --------------------------------------------------------
+
+
+def test_a_copilot_entry_becomes_the_copilot_provider_with_a_github_token() -> None:
+    config = parse("copilot:\n  - github-token: gho_a\n  - github-token: gho_b\n")
+    assert set(config.providers) == {"copilot"}
+    provider = configured_providers(config)["copilot"]
+    assert [(c.name, c.github_token) for c in provider.credentials] == [
+        ("copilot-1", "gho_a"),
+        ("copilot-2", "gho_b"),
+    ]
+    assert provider.family == "copilot"
+    assert provider.unroutable_reason is None
+    assert "gpt-4o" in {m.name for m in provider.models}
+
+
+def test_a_copilot_entry_with_an_empty_token_is_ignored() -> None:
+    config = parse("copilot:\n  - github-token: ${GH_TOKEN:-}\n")
+    assert config.providers == {}
+    assert configured_providers(config)["copilot"].configured is False
+
+
+def test_a_copilot_entry_carries_prefix_base_url_models_exclusions_priority_and_proxy() -> None:
+    config = parse(
+        "copilot:\n  - github-token: gho_w\n    prefix: work\n    base-url: https://copilot.example.com\n"
+        "    models: [{name: gpt-4.1, alias: fast}, {name: claude-sonnet-4}]\n"
+        "    excluded-models: [claude-*]\n    priority: 5\n    proxy-url: http://p:3128\n"
+    )
+    provider = configured_providers(config)["copilot-work"]
+    assert provider.prefix == "work"
+    assert provider.endpoint == "https://copilot.example.com"
+    assert [(m.name, m.upstream) for m in provider.models] == [("fast", "gpt-4.1")]
+    assert provider.priority == 5
+    assert provider.proxy_url == "http://p:3128"
+
+
+def test_a_copilot_entry_adds_its_token_to_a_declared_copilot_provider() -> None:
+    config = parse(
+        "providers:\n  copilot:\n    github_token: gho_0\n    auth_endpoint: https://ghe.example.com/api/v3\n"
+        "copilot:\n  - github-token: gho_1\n"
+    )
+    provider = configured_providers(config)["copilot"]
+    assert [c.github_token for c in provider.credentials] == ["gho_1", "gho_0"]
+    assert provider.auth_endpoint == "https://ghe.example.com/api/v3"
+
+
+def test_a_copilot_entry_needs_a_github_token_key() -> None:
+    assert problem("copilot:\n  - prefix: p\n") == (
+        "cfg.yaml:2:5: copilot[0]: missing required key `github-token`"
+    )
+
+
+def test_a_kiro_entry_carries_its_region_and_proxy() -> None:
+    config = parse("kiro:\n  - token-file: /t.json\n    region: eu-central-1\n    proxy-url: http://p:1\n")
+    provider = configured_providers(config)["kiro"]
+    assert provider.region == "eu-central-1"
+    assert provider.proxy_url == "http://p:1"
+    assert [c.token_file for c in provider.credentials] == ["/t.json"]
+
+
+def test_kiro_entries_in_different_regions_are_different_providers() -> None:
+    config = parse(
+        "kiro:\n  - token-file: /a.json\n    region: us-east-1\n"
+        "  - token-file: /b.json\n    region: eu-central-1\n"
+    )
+    assert {name: p.region for name, p in config.providers.items()} == {
+        "kiro": "us-east-1",
+        "kiro-2": "eu-central-1",
+    }
+
+
+# --- wording of key and value errors -------------------------------------------------------
+
+
+def test_an_unknown_key_is_placed_on_its_own_line_with_the_nearest_valid_key() -> None:
+    assert problem("providers:\n  openai:\n    api_key: k\n    endpont: http://h\n") == (
+        "cfg.yaml:4:5: providers.openai: unknown key `endpont`; did you mean `endpoint`?"
+    )
+
+
+def test_a_snake_case_key_in_the_guide_form_suggests_its_kebab_spelling() -> None:
+    assert problem("claude-api-key:\n  - api-key: k\n    base_url: http://h\n") == (
+        "cfg.yaml:3:5: claude-api-key[0]: unknown key `base_url`; did you mean `base-url`?"
+    )
+
+
+def test_an_unknown_key_inside_a_credential_entry_suggests_from_that_entrys_keys() -> None:
+    assert problem("providers:\n  openai:\n    api_keys: [{api-key: k, nmae: ops}]\n") == (
+        "cfg.yaml:3:29: providers.openai.api_keys[0]: unknown key `nmae`; did you mean `name`?"
+    )
+
+
+def test_an_auth_type_outside_its_set_lists_the_set() -> None:
+    assert problem("providers:\n  openai:\n    auth_type: apikey\n") == (
+        "cfg.yaml:3:16: providers.openai.auth_type: invalid value 'apikey'; "
+        "expected one of: api_key, oauth_device_flow, token_file, none"
+    )
 
 
 # --- the shipped example -----------------------------------------------------------------

@@ -115,7 +115,7 @@ def _check_declared(name: str, provider: ProviderConfig, file: str, problems: li
                 + did_you_mean(kind, (*BUILTIN_PROVIDERS, CUSTOM_TYPE)),
             )
         )
-    elif name not in BUILTIN_PROVIDERS and not provider.endpoint:
+    elif kind in (None, CUSTOM_TYPE) and name not in BUILTIN_PROVIDERS and not provider.endpoint:
         if kind is None:
             message = (
                 f"`{name}` is not a built-in provider: set `type` to the built-in this entry "
