@@ -754,6 +754,10 @@ def test_kiro_entries_in_different_regions_are_different_providers() -> None:
     }
 
 
+def test_a_kiro_entry_with_an_empty_token_file_is_ignored() -> None:
+    assert parse("kiro:\n  - token-file: ${KIRO_TOKEN_FILE:-}\n").providers == {}
+
+
 # --- wording of key and value errors -------------------------------------------------------
 
 
@@ -815,6 +819,22 @@ def test_the_shipped_example_turns_on_its_guide_entries_when_their_keys_are_set(
     assert openrouter.prefix == "or"
     assert [(m.name, m.upstream) for m in openrouter.models] == [("sonnet", "anthropic/claude-3.5-sonnet")]
     assert openrouter.excluded_models == ("*:free",)
+
+
+def test_the_shipped_kiro_and_copilot_examples_work_once_uncommented() -> None:
+    text = (REPO_ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    text = text.replace("kiro: []\n#  - token-file", "kiro:\n  - token-file").replace(
+        "\n#    region", "\n    region"
+    )
+    text = text.replace("copilot: []\n#  - github-token", "copilot:\n  - github-token")
+    text = text.replace("\n#    prefix: work", "\n    prefix: work")
+    config = parse_config(
+        text, "example", {"KIRO_WORK_TOKEN_FILE": "/k.json", "COPILOT_WORK_GITHUB_TOKEN": "gho_w"}
+    )
+    providers = configured_providers(config)
+    assert providers["kiro-work"].region == "eu-central-1"
+    assert [c.token_file for c in providers["kiro-work"].credentials] == ["/k.json"]
+    assert [c.github_token for c in providers["copilot-work"].credentials] == ["gho_w"]
 
 
 # --- reloading ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ sees one form.
   `name`, with a credential per `api-key-entries` item; `auth-type: none` makes it
   routable without a key. Its keys must share one proxy.
 - `kiro`: token files; entries that share a prefix, region, models and proxy become one
-  provider.
+  provider. An entry whose token file is empty is ignored.
 
 An instance that the `providers:` map already declares receives the entries' credentials.
 """
@@ -220,8 +220,8 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
 
     for index, kiro in enumerate(config.kiro):
         where = f"kiro[{index}]"
-        if not proxy_ok(kiro.proxy_url, f"{where}.proxy-url"):
-            continue
+        if not kiro.token_file or not proxy_ok(kiro.proxy_url, f"{where}.proxy-url"):
+            continue  # an empty token file: not configured
         kiro_shape: object = (
             kiro.prefix,
             kiro.region,
