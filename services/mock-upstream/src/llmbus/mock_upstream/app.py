@@ -23,15 +23,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmbus.mock_upstream import copilot, gemini, openai
+from llmbus.mock_upstream import anthropic, copilot, gemini, openai
 from llmbus.mock_upstream.scenarios import Scenario
 from llmbus.mock_upstream.serve import MockState, json_response
 from llmbus.mock_upstream.settings import MockSettings
 
 __all__ = ["FAMILIES", "MockState", "create_app"]
 
-FAMILIES: dict[str, Any] = {"openai": openai, "copilot": copilot, "gemini": gemini}
-"""Family modules, each with `routes(state) -> list[Route]`."""
+FAMILIES: dict[str, Any] = {
+    "anthropic": anthropic,
+    "openai": openai,
+    "copilot": copilot,
+    "gemini": gemini,
+}
+"""Family modules, each with `routes(state) -> list[Route]`. Anthropic comes before OpenAI:
+both serve `GET /v1/models`, and Anthropic's routes claim only requests with its headers."""
 
 _decode = msgspec.json.Decoder().decode
 
