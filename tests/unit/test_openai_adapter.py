@@ -4,7 +4,9 @@ driven through the real HTTP client with an httpx2 mock transport."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx2
 import msgspec
@@ -12,11 +14,13 @@ import pytest
 
 from llmbus.config import Config, ProviderConfig
 from llmbus.proto import ChatRequest, Delta, Done, Message, NamedToolChoice, Tool, ToolCallDelta, Usage
-from llmbus.providers import configured_providers
+from llmbus.providers import BUILTIN, ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import Credential, OpenAICompatible
 from llmbus.providers.adapters.base import Output
-from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
+from llmbus.providers.adapters.openai import UpstreamChatRequest
+from llmbus.providers.errors import Unsupported, UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient
+from llmbus.providers.quirks import ParamPolicy
 from llmbus.providers.runtime import chat_url
 
 PROVIDER = configured_providers(
@@ -222,3 +226,111 @@ def test_error_body_that_is_not_json_is_quoted() -> None:
     error = OpenAICompatible().error(502, {"retry-after": "7"}, b"<html>bad gateway</html>")
     assert error.message == "<html>bad gateway</html>"
     assert error.retry_after == 7.0
+
+
+# --- parameter policies: what each provider takes of OpenAI's request -------------------
+
+
+def _provider(name: str) -> ConfiguredProvider:
+    config = Config(providers={name: ProviderConfig(endpoint="http://up/v1", api_keys=["k"], models=["m"])})
+    return configured_providers(config)[name]
+
+
+def _sent(provider: str, model: str = "m", **fields: Any) -> dict[str, Any]:
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="hi")], **fields)
+    call = OpenAICompatible().build(_provider(provider), chat, model, Credential(name="k", token="k"))
+    body: dict[str, Any] = json.loads(call.body)
+    return body
+
+
+def _refused(provider: str, model: str = "m", **fields: Any) -> Unsupported:
+    with pytest.raises(Unsupported) as caught:
+        _sent(provider, model, **fields)
+    assert caught.value.status == 400
+    return caught.value
+
+
+def test_every_builtin_policy_names_only_fields_of_the_request_body() -> None:
+    fields = set(UpstreamChatRequest.__struct_fields__)
+
+    def names(policy: ParamPolicy) -> set[str]:
+        out = {*policy.unsupported, *policy.ignored, *(n for pair in policy.renamed for n in pair)}
+        for rule in policy.models:
+            out |= names(rule.params)
+        return out
+
+    for spec in BUILTIN.values():
+        assert names(spec.params) <= fields, spec.name
+
+
+def test_mistral_gets_random_seed_no_user_and_no_stream_options(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="llmbus.providers.adapters.openai"):
+        sent = _sent("mistral", "mistral-small-latest", seed=7, user="u-1", stream=True)
+    assert sent["random_seed"] == 7
+    assert "seed" not in sent
+    assert "user" not in sent
+    assert "stream_options" not in sent
+    assert "`user`" in caplog.text, "a dropped parameter is said in the log"
+
+
+def test_mistral_refuses_a_thinking_budget_it_cannot_express() -> None:
+    error = _refused("mistral", thinking_budget=2048)
+    assert error.param == "thinking_budget"
+    assert "mistral" in error.message
+
+
+def test_groq_gets_messages_without_names() -> None:
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="hi", name="ann")])
+    call = OpenAICompatible().build(_provider("groq"), chat, "m", Credential(name="k", token="k"))
+    assert json.loads(call.body)["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_openai_has_no_top_k_and_says_so() -> None:
+    error = _refused("openai", "gpt-4o", top_k=40)
+    assert error.param == "top_k"
+    assert "`top_k`" in error.message
+
+
+@pytest.mark.parametrize("provider", ["openrouter", "together", "fireworks", "novita", "siliconflow"])
+def test_hosts_of_open_models_get_top_k(provider: str) -> None:
+    assert _sent(provider, top_k=40)["top_k"] == 40
+
+
+def test_openai_reasoning_models_get_max_completion_tokens_and_refuse_temperature() -> None:
+    sent = _sent("openai", "o3-mini", max_tokens=100)
+    assert sent["max_completion_tokens"] == 100
+    assert "max_tokens" not in sent
+    assert _refused("openai", "gpt-5", temperature=0.2).param == "temperature"
+
+
+def test_openai_chat_models_keep_max_tokens_and_refuse_reasoning_effort() -> None:
+    assert _sent("openai", "gpt-5-chat-latest", max_tokens=100, temperature=0.2)["max_tokens"] == 100
+    assert _refused("openai", "gpt-4o", reasoning_effort="low").param == "reasoning_effort"
+
+
+@pytest.mark.parametrize(("budget", "effort"), [(1024, "low"), (2048, "medium"), (4096, "high")])
+def test_a_thinking_budget_becomes_a_reasoning_effort_where_that_is_taken(budget: int, effort: str) -> None:
+    assert _sent("openai", "o3", thinking_budget=budget)["reasoning_effort"] == effort
+
+
+def test_an_explicit_reasoning_effort_wins_over_a_thinking_budget() -> None:
+    assert _sent("openai", "o3", thinking_budget=8000, reasoning_effort="low")["reasoning_effort"] == "low"
+
+
+def test_deepseek_reasoner_leaves_out_sampling_it_ignores_and_chat_keeps_it() -> None:
+    reasoner = _sent("deepseek", "deepseek-reasoner", temperature=0.3, top_p=0.9, presence_penalty=0.5)
+    assert not {"temperature", "top_p", "presence_penalty"} & reasoner.keys()
+    assert _sent("deepseek", "deepseek-chat", temperature=0.3)["temperature"] == 0.3
+
+
+def test_minimax_refuses_a_temperature_above_one_and_leaves_out_penalties() -> None:
+    assert "up to 1" in _refused("minimax", temperature=1.5).message
+    sent = _sent("minimax", temperature=0.7, frequency_penalty=0.5)
+    assert sent["temperature"] == 0.7
+    assert "frequency_penalty" not in sent
+
+
+def test_wire_request_without_a_policy_still_refuses_top_k() -> None:
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="hi")], top_k=5)
+    with pytest.raises(Unsupported):
+        OpenAICompatible().wire_request(chat, "m")

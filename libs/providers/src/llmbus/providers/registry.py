@@ -18,6 +18,8 @@ from enum import StrEnum
 
 import msgspec
 
+from llmbus.providers.quirks import ModelParams, ParamPolicy
+
 __all__ = [
     "BUILTIN",
     "DEFAULT_MAPPINGS",
@@ -73,6 +75,8 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     chat_path: str = "/v1/chat/completions"
     """Path of the chat API under an endpoint that carries no version segment."""
     display_name: str = ""
+    params: ParamPolicy = ParamPolicy()
+    """What the provider does with OpenAI's request parameters (OpenAI family only)."""
 
 
 DEFAULT_MAPPINGS: dict[str, dict[str, str]] = {
@@ -106,6 +110,56 @@ def _features(*, code: bool = False, vision: bool = True, multimodal: bool = Fal
     return Features(
         streaming=True, functions=True, vision=vision, code_generation=code, multimodal=multimodal
     )
+
+
+# Parameter policies of the OpenAI family, from each provider's API reference (see
+# `llmbus.providers.quirks`). OpenAI's reasoning models (o-series, gpt-5 but its chat
+# variant) refuse the sampling parameters and want `max_completion_tokens`; its other
+# models refuse `reasoning_effort`.
+_PENALTIES = frozenset({"presence_penalty", "frequency_penalty"})
+_OPENAI_PARAMS = ParamPolicy(
+    unsupported=frozenset({"reasoning_effort"}),
+    models=(
+        ModelParams(
+            prefixes=("gpt-5-chat",), params=ParamPolicy(unsupported=frozenset({"reasoning_effort"}))
+        ),
+        ModelParams(
+            prefixes=("o1", "o3", "o4", "gpt-5"),
+            params=ParamPolicy(
+                unsupported=frozenset({"temperature", "top_p", *_PENALTIES}),
+                renamed=(("max_tokens", "max_completion_tokens"),),
+            ),
+        ),
+    ),
+)
+# Mistral's request has `random_seed`, no `user`, no `stream_options` (usage comes on the
+# last chunk anyway) and `prompt_mode` rather than `reasoning_effort`.
+_MISTRAL_PARAMS = ParamPolicy(
+    unsupported=frozenset({"reasoning_effort"}),
+    ignored=frozenset({"user"}),
+    renamed=(("seed", "random_seed"),),
+    stream_usage=False,
+)
+# Groq answers 400 to `messages[].name` (and to logprobs, logit_bias, n > 1, which the
+# normalized request never carries).
+_GROQ_PARAMS = ParamPolicy(message_names=False)
+# DeepSeek's reasoner accepts the sampling parameters and ignores them.
+_DEEPSEEK_PARAMS = ParamPolicy(
+    unsupported=frozenset({"reasoning_effort"}),
+    models=(
+        ModelParams(
+            prefixes=("deepseek-reasoner",),
+            params=ParamPolicy(
+                unsupported=frozenset({"reasoning_effort"}),
+                ignored=frozenset({"temperature", "top_p", *_PENALTIES}),
+            ),
+        ),
+    ),
+)
+# Hosts of open models take `top_k`.
+_TOP_K_PARAMS = ParamPolicy(top_k=True)
+# MiniMax takes `temperature` in (0, 1]; its documented request has no penalties.
+_MINIMAX_PARAMS = ParamPolicy(ignored=_PENALTIES, max_temperature=1.0)
 
 
 _SPECS = (
@@ -144,6 +198,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="openai",
+        params=_OPENAI_PARAMS,
         display_name="OpenAI",
         kind=_D,
         family="openai",
@@ -160,6 +215,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="mistral",
+        params=_MISTRAL_PARAMS,
         display_name="Mistral AI",
         kind=_D,
         family="openai",
@@ -174,6 +230,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="groq",
+        params=_GROQ_PARAMS,
         display_name="Groq",
         kind=_D,
         family="openai",
@@ -184,6 +241,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="deepseek",
+        params=_DEEPSEEK_PARAMS,
         display_name="DeepSeek",
         kind=_D,
         family="openai",
@@ -195,6 +253,7 @@ _SPECS = (
     # Aggregators.
     ProviderSpec(
         name="openrouter",
+        params=_TOP_K_PARAMS,
         display_name="OpenRouter",
         kind=_A,
         family="openai",
@@ -210,6 +269,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="together",
+        params=_TOP_K_PARAMS,
         display_name="Together AI",
         kind=_A,
         family="openai",
@@ -223,6 +283,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="fireworks",
+        params=_TOP_K_PARAMS,
         display_name="Fireworks AI",
         kind=_A,
         family="openai",
@@ -236,6 +297,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="novita",
+        params=_TOP_K_PARAMS,
         display_name="Novita AI",
         kind=_A,
         family="openai",
@@ -246,6 +308,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="siliconflow",
+        params=_TOP_K_PARAMS,
         display_name="SiliconFlow",
         kind=_A,
         family="openai",
@@ -297,6 +360,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="kiloai",
+        params=_TOP_K_PARAMS,
         display_name="Kilo AI",
         kind=_P,
         family="openai",
@@ -308,6 +372,7 @@ _SPECS = (
     ),
     ProviderSpec(
         name="minimax",
+        params=_MINIMAX_PARAMS,
         display_name="MiniMax",
         kind=_P,
         family="openai",

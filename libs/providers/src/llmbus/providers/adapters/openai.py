@@ -1,7 +1,13 @@
-"""The OpenAI-compatible family: OpenAI and every provider that speaks its chat API."""
+"""The OpenAI-compatible family: OpenAI and every provider that speaks its chat API.
+
+What each provider does with OpenAI's parameters is data on its `ProviderSpec`
+(`llmbus.providers.quirks.ParamPolicy`), applied here once per request: a parameter it
+rejects is refused with `Unsupported`, one it ignores is dropped with a log line, one it
+names differently is renamed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,12 +35,16 @@ from llmbus.providers.adapters.base import (
     StaticKeys,
     UpstreamRequest,
 )
-from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
+from llmbus.providers.errors import Unsupported, UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient, UpstreamResponse
+from llmbus.providers.quirks import ParamPolicy, effort_for_budget
 from llmbus.providers.runtime import ConfiguredProvider
 from llmbus.providers.sse import aiter_sse
 
-__all__ = ["OpenAICompatible"]
+__all__ = ["OpenAICompatible", "UpstreamChatRequest"]
+
+log = logging.getLogger(__name__)
+_announced: set[tuple[str, str, str]] = set()
 
 _encode = msgspec.json.Encoder().encode
 _chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
@@ -54,6 +64,16 @@ class _ErrorBody(msgspec.Struct):
 
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
 
+_DEFAULT_POLICY = ParamPolicy()
+
+
+class UpstreamChatRequest(ChatCompletionRequest, kw_only=True):
+    """OpenAI's request body plus what compatible providers take beyond it."""
+
+    top_k: int | None = None
+    random_seed: int | None = None
+    """Mistral's name for `seed`."""
+
 
 class OpenAICompatible:
     family: Family = "openai"
@@ -64,18 +84,27 @@ class OpenAICompatible:
     def build(
         self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, credential: Credential
     ) -> UpstreamRequest:
+        params = provider.spec.params.for_model(upstream_model)
         return UpstreamRequest(
             url=provider.chat_url,
             headers=self.headers(provider, credential, chat.stream),
-            body=_encode(self.wire_request(chat, upstream_model)),
+            body=_encode(self.wire_request(chat, upstream_model, params, provider=provider.name)),
         )
 
-    def wire_request(self, chat: ChatRequest, upstream_model: str) -> ChatCompletionRequest:
-        """The request body in OpenAI's shape (Copilot builds on it)."""
+    def wire_request(
+        self,
+        chat: ChatRequest,
+        upstream_model: str,
+        params: ParamPolicy = _DEFAULT_POLICY,
+        *,
+        provider: str = "",
+    ) -> UpstreamChatRequest:
+        """The request body in OpenAI's shape, as `params` says the provider takes it
+        (Copilot builds on it). Raises `Unsupported` for a parameter the provider rejects."""
         tool_choice: Any = chat.tool_choice
         if isinstance(tool_choice, NormalizedNamedChoice):
             tool_choice = NamedToolChoice(type="function", function=ToolChoiceFunction(name=tool_choice.name))
-        return ChatCompletionRequest(
+        wire = UpstreamChatRequest(
             model=upstream_model,
             messages=to_wire_messages(chat.messages),
             stream=chat.stream or None,
@@ -102,7 +131,10 @@ class OpenAICompatible:
             parallel_tool_calls=chat.parallel_tool_calls,
             response_format=chat.response_format,
             reasoning_effort=chat.reasoning_effort,
+            top_k=chat.top_k,
         )
+        _apply(params, wire, chat, provider or "the provider", upstream_model)
+        return wire
 
     @staticmethod
     def headers(provider: ConfiguredProvider, credential: Credential, stream: bool) -> dict[str, str]:
@@ -153,6 +185,52 @@ class OpenAICompatible:
         if finish is None:
             raise UpstreamProtocolError("the upstream stream ended before the answer was complete")
         yield Done(seq=0, finish_reason=finish)
+
+
+def _apply(
+    params: ParamPolicy, wire: UpstreamChatRequest, chat: ChatRequest, provider: str, model: str
+) -> None:
+    """Make `wire` what the provider takes (see `llmbus.providers.quirks`)."""
+    if chat.thinking_budget is not None:
+        if "reasoning_effort" in params.unsupported:
+            raise Unsupported(
+                f"{provider} cannot limit thinking for {model}: leave out `thinking_budget`",
+                param="thinking_budget",
+            )
+        if wire.reasoning_effort is None:
+            wire.reasoning_effort = effort_for_budget(chat.thinking_budget)
+    if wire.top_k is not None and not params.top_k:
+        raise Unsupported(f"{provider} does not take `top_k` for {model}: leave it out", param="top_k")
+    for name in params.unsupported:
+        if getattr(wire, name) is not None:
+            raise Unsupported(f"{provider} does not take `{name}` for {model}: leave it out", param=name)
+    if wire.temperature is not None and wire.temperature > params.max_temperature:
+        raise Unsupported(
+            f"{provider} takes `temperature` up to {params.max_temperature:g} for {model}",
+            param="temperature",
+        )
+    for name in params.ignored:
+        if getattr(wire, name) is not None:
+            setattr(wire, name, None)
+            _dropped(name, provider, model)
+    for name, renamed in params.renamed:
+        value = getattr(wire, name)
+        if value is not None:
+            setattr(wire, name, None)
+            setattr(wire, renamed, value)
+    if not params.stream_usage:
+        wire.stream_options = None
+    if not params.message_names and any(m.name for m in wire.messages):
+        wire.messages = [msgspec.structs.replace(m, name=None) if m.name else m for m in wire.messages]
+        _dropped("messages[].name", provider, model)
+
+
+def _dropped(name: str, provider: str, model: str) -> None:
+    """Say once per provider, model and parameter that a parameter was left out."""
+    key = (name, provider, model)
+    if key not in _announced:
+        _announced.add(key)
+        log.info("leaving out `%s`: %s does not take it for %s", name, provider, model)
 
 
 def _chunk_events(data: str) -> list[Output]:
