@@ -587,7 +587,6 @@ class MessageBuilder:
         self._model = model
         self._blocks: list[_Block] = []
         self._tools: dict[int, _Block] = {}
-        self.usage: Usage | None = None
 
     def add(self, event: Delta) -> None:
         if event.reasoning:
@@ -609,7 +608,7 @@ class MessageBuilder:
             self._blocks.append(_Block(kind))
         return self._blocks[-1]
 
-    def build(self, done: Done) -> bytes:
+    def build(self, done: Done, usage: Usage | None) -> bytes:
         reason, sequence = stop_reason(done, bool(self._tools))
         message = ResponseMessage(
             id=self._id,
@@ -617,7 +616,7 @@ class MessageBuilder:
             content=[block.build() for block in self._blocks],
             stop_reason=reason,
             stop_sequence=sequence,
-            usage=_wire_usage(self.usage),
+            usage=_wire_usage(usage),
         )
         return _encode(message)
 

@@ -12,10 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from llmbus.api import ApiError, InvalidRequest, NotFound, openai_error_body
+from llmbus.api import ApiError, InvalidRequest, NotFound, anthropic_error_body, openai_error_body
 from llmbus.api.errors import error_from_status
 from llmbus.edge.context import EdgeContext
-from llmbus.edge.routes import chat, health, models, providers
+from llmbus.edge.routes import chat, health, messages, models, providers
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
 
@@ -26,37 +26,39 @@ log = logging.getLogger(__name__)
 ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]]
 
 
-def _error_response(error: ApiError) -> Response:
+def _error_response(request: Request, error: ApiError) -> Response:
+    """The error in the dialect of the path: Anthropic's body under `/v1/messages`,
+    OpenAI's everywhere else."""
     headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))} if error.retry_after else None
-    return Response(
-        openai_error_body(error), status_code=error.status, media_type="application/json", headers=headers
-    )
+    anthropic = request.url.path.startswith("/v1/messages")
+    body = anthropic_error_body(error) if anthropic else openai_error_body(error)
+    return Response(body, status_code=error.status, media_type="application/json", headers=headers)
 
 
-async def _api_error(_: Request, exc: Exception) -> Response:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error_response(exc)
+    return _error_response(request, exc)
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return _error_response(
-            NotFound("Unknown request URL. Please check the URL and method.", code="unknown_url")
+            request, NotFound("Unknown request URL. Please check the URL and method.", code="unknown_url")
         )
-    return _error_response(error_from_status(exc.status_code, str(exc.detail)))
+    return _error_response(request, error_from_status(exc.status_code, str(exc.detail)))
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-    return _error_response(InvalidRequest(str(first.get("msg", "invalid request")), param=param))
+    return _error_response(request, InvalidRequest(str(first.get("msg", "invalid request")), param=param))
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
-    return _error_response(ApiError("The server had an error while processing your request."))
+    return _error_response(request, ApiError("The server had an error while processing your request."))
 
 
 def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
@@ -77,6 +79,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.include_router(chat.router)
+    app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(providers.router)
     app.include_router(health.router)

@@ -1,0 +1,189 @@
+"""What every chat dialect's route shares: the body read within its size limit, the call
+started and its first event awaited (so that a failure before the first byte is still an
+HTTP error), the reply stream relayed as SSE or collected into one answer, and the
+metrics, which count every dialect alike.
+
+A dialect brings only its encoding: a `StreamEncoder` for SSE, an `AnswerBuilder` for a
+whole answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from llmbus.api import ApiError, InvalidRequest
+from llmbus.edge.calls import Call, raise_for
+from llmbus.edge.context import EdgeContext
+from llmbus.proto import AnyEvent, ChatRequest, Client, Delta, Done, Error, Started, Usage
+
+__all__ = [
+    "DURATION",
+    "FIRST_TOKEN",
+    "REQUESTS",
+    "AnswerBuilder",
+    "StreamEncoder",
+    "open_call",
+    "read_body",
+    "respond_stream",
+    "respond_whole",
+]
+
+REQUESTS = Counter("llmbus_edge_requests_total", "Chat requests", ["model", "status"])
+DURATION = Histogram("llmbus_edge_request_seconds", "Chat request duration", ["model"])
+FIRST_TOKEN = Histogram("llmbus_edge_first_token_seconds", "Time to the first streamed delta", ["model"])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class StreamEncoder(Protocol):
+    """A dialect's SSE encoding of one reply stream."""
+
+    def start(self) -> bytes:
+        """What the client receives before the first delta."""
+        ...
+
+    def delta(self, event: Delta) -> bytes: ...
+
+    def finish(self, done: Done, usage: Usage | None) -> bytes:
+        """The end of a good stream; `usage` is the last Usage event, if any came."""
+        ...
+
+    def error(self, error: ApiError) -> bytes:
+        """The end of a stream that failed after its first byte."""
+        ...
+
+
+class AnswerBuilder(Protocol):
+    """A dialect's whole (non-streamed) answer, collected from the reply stream."""
+
+    def add(self, event: Delta) -> None: ...
+
+    def build(self, done: Done, usage: Usage | None) -> bytes: ...
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
+    body = await request.body()
+    if len(body) > limit:
+        raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
+    return body
+
+
+async def open_call(context: EdgeContext, chat: ChatRequest, client: Client) -> tuple[Call, AnyEvent]:
+    """Publish the request and wait for its first event (normally `Started`).
+
+    Raises the ApiError of a failure before the first byte (no worker, unknown model,
+    upstream refused), counted and with the call closed."""
+    span = trace.get_current_span()
+    span.set_attribute("llmbus.model", chat.model)
+    span.set_attribute("llmbus.stream", chat.stream)
+    settings = context.settings
+    call = Call(
+        context.bus,
+        context.inbox,
+        chat,
+        client,
+        accept_timeout=settings.accept_timeout,
+        idle_timeout=settings.idle_timeout,
+        request_timeout=settings.request_timeout,
+    )
+    span.set_attribute("llmbus.request_id", call.request_id)
+    try:
+        await call.start()
+        first = await call.next()
+        if isinstance(first, Error):
+            raise raise_for(first)
+        if isinstance(first, Started):
+            span.set_attribute("llmbus.provider", first.provider)
+            span.set_attribute("llmbus.upstream_model", first.model)
+    except ApiError as exc:
+        REQUESTS.labels(chat.model, str(exc.status)).inc()
+        await call.close()
+        raise
+    except BaseException:
+        await call.close()
+        raise
+    return call, first
+
+
+def respond_stream(call: Call, first: AnyEvent, encoder: StreamEncoder, started: float) -> Response:
+    """The reply stream as SSE; a failure after the first byte ends it with the
+    dialect's error event."""
+    return StreamingResponse(
+        _stream(call, first, encoder, started), media_type="text/event-stream", headers=_SSE_HEADERS
+    )
+
+
+async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, started: float) -> Response:
+    """The reply stream collected into one JSON answer."""
+    model = call.chat.model
+    status = "200"
+    usage: Usage | None = None
+    event = first
+    try:
+        while True:
+            match event:
+                case Delta():
+                    builder.add(event)
+                case Usage():
+                    usage = event
+                case Done():
+                    call.finished = True
+                    return Response(builder.build(event, usage), media_type="application/json")
+                case Error():
+                    raise raise_for(event)
+            event = await call.next()
+    except ApiError as exc:
+        status = str(exc.status)
+        raise
+    finally:
+        REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
+        DURATION.labels(model).observe(time.perf_counter() - started)
+        await call.close()
+
+
+async def _stream(
+    call: Call, first: AnyEvent, encoder: StreamEncoder, started: float
+) -> AsyncIterator[bytes]:
+    model = call.chat.model
+    usage: Usage | None = None
+    status = "200"
+    awaiting_first_delta = True
+    event = first
+    try:
+        yield encoder.start()
+        while True:
+            match event:
+                case Delta():
+                    if awaiting_first_delta:
+                        FIRST_TOKEN.labels(model).observe(time.perf_counter() - started)
+                        awaiting_first_delta = False
+                    yield encoder.delta(event)
+                case Usage():
+                    usage = event
+                case Done():
+                    call.finished = True
+                    yield encoder.finish(event, usage)
+                    return
+                case Error():
+                    status = str(event.status)
+                    yield encoder.error(raise_for(event))
+                    return
+            try:
+                event = await call.next()
+            except ApiError as exc:
+                status = str(exc.status)
+                yield encoder.error(exc)
+                return
+    finally:
+        REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
+        DURATION.labels(model).observe(time.perf_counter() - started)
+        await call.close()

@@ -1,0 +1,85 @@
+"""`POST /v1/messages` in Anthropic's format, streamed or whole, served by any provider
+family; `POST /v1/messages/count_tokens`, estimated at the edge.
+
+Clients send `anthropic-version` and may send `anthropic-beta`; neither changes what
+the gateway does, so both are accepted as they come. Errors on these paths are written
+in Anthropic's format by the app's error handlers."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from llmbus.api import (
+    MessageBuilder,
+    MessageStreamWriter,
+    NotFound,
+    decode_count_tokens_request,
+    decode_messages_request,
+    error_from_status,
+    estimate_tokens,
+)
+from llmbus.api.anthropic_wire import CountTokensResponse
+from llmbus.edge.deps import Authenticated, Context
+from llmbus.edge.relay import open_call, read_body, respond_stream, respond_whole
+from llmbus.proto import RegistryQuery
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_encode = msgspec.json.Encoder().encode
+
+
+@router.post("/v1/messages")
+async def create_message(request: Request, context: Context, client: Authenticated) -> Response:
+    started = time.perf_counter()
+    chat = decode_messages_request(await read_body(request, context.settings.max_body_bytes))
+    call, first = await open_call(context, chat, client)
+    message_id = f"msg_{call.request_id}"
+    if chat.stream:
+        return respond_stream(call, first, MessageStreamWriter(message_id, chat.model), started)
+    return await respond_whole(call, first, MessageBuilder(message_id, chat.model), started)
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_tokens(request: Request, context: Context, _: Authenticated) -> Response:
+    """An estimate (see `llmbus.api.tokens`) of what the request would count as input,
+    for a model that the gateway serves."""
+    chat = decode_count_tokens_request(await read_body(request, context.settings.max_body_bytes))
+    await _require_model(context, chat.model)
+    body = _encode(CountTokensResponse(input_tokens=estimate_tokens(chat)))
+    return Response(body, media_type="application/json")
+
+
+class _RouterErrorDetail(msgspec.Struct):
+    message: str = ""
+    code: str | None = None
+
+
+class _RouterError(msgspec.Struct):
+    """The router answers a failed registry query in OpenAI's error body."""
+
+    error: _RouterErrorDetail = msgspec.field(default_factory=_RouterErrorDetail)
+
+
+_router_error = msgspec.json.Decoder(_RouterError)
+
+
+async def _require_model(context: Context, model: str) -> None:
+    """A router knows the model (as a request for it would be routed), or NotFound."""
+    answer = await context.registry.query(RegistryQuery(kind="model", name=model))
+    if answer.status_code == 200:
+        return
+    if answer.status_code == 404:
+        raise NotFound(
+            f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+        )
+    try:
+        detail = _router_error.decode(answer.body).error
+    except msgspec.DecodeError:
+        detail = _RouterErrorDetail(message="the router could not look the model up")
+    raise error_from_status(answer.status_code, detail.message, detail.code or "")
