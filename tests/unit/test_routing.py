@@ -8,8 +8,10 @@ import time
 import pytest
 
 from llmbus.config import Config, parse_config
-from llmbus.proto import LATENCY_BUCKETS_MS, Needs, Target
+from llmbus.proto import LATENCY_BUCKETS_MS, Needs, Target, WorkerStatus
 from llmbus.providers import BUILTIN, AuthType, ConfiguredProvider, ProviderKind, configured_providers
+from llmbus.router.cluster import Cluster
+from llmbus.router.registry import Registry
 from llmbus.routing import (
     Candidates,
     Catalog,
@@ -746,3 +748,118 @@ def test_the_overflow_bucket_reports_its_lower_bound() -> None:
     counts[bucket_of(10_000_000.0)] = 4
     assert percentile(counts, 0.5) == float(LATENCY_BUCKETS_MS[-1])
     assert percentile(counts, 0.99) == float(LATENCY_BUCKETS_MS[-1])
+
+
+# --- providers without a live worker -----------------------------------------------------
+
+# An OpenAI provider and a Kiro provider, both with credentials and models.
+TWO_FAMILIES = """
+providers:
+  openai:
+    api_key: k
+    models: [gpt-4o]
+  spare:
+    type: openai
+    api_key: k
+    models: [gpt-4o]
+kiro:
+  - token-file: /t.json
+"""
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def registry_of(text: str, clock: Clock) -> Registry:
+    state = LiveState()
+    return Registry(catalog_of(text), state, Cluster(state, clock=clock))
+
+
+def heartbeat(registry: Registry, family: str, providers: list[str], instance: str = "w1") -> None:
+    registry.cluster.update(WorkerStatus(instance=instance, family=family, providers=providers, interval=2.0))
+
+
+def reasons(registry: Registry) -> dict[str, str | None]:
+    listing = registry.providers({})["data"]
+    return {item["id"]: item["reason"] for item in listing if item["id"] in {"openai", "spare", "kiro"}}
+
+
+def test_a_provider_whose_family_has_no_live_worker_is_not_routable_with_that_reason() -> None:
+    clock = Clock()
+    registry = registry_of(TWO_FAMILIES, clock)
+    heartbeat(registry, "openai", ["openai", "spare"])
+    assert reasons(registry) == {"openai": None, "spare": None, "kiro": "no live worker for family kiro"}
+    status = registry.provider_status("kiro")
+    assert (status["routable"], status["reason"], status["family"]) == (
+        False,
+        "no live worker for family kiro",
+        "kiro",
+    )
+
+
+def test_a_provider_left_out_by_the_live_workers_of_its_family_says_so() -> None:
+    clock = Clock()
+    registry = registry_of(TWO_FAMILIES, clock)
+    heartbeat(registry, "openai", ["openai"])
+    reason = reasons(registry)["spare"]
+    assert reason is not None
+    assert reason.startswith("no live worker serves it: the live workers of family openai leave it out")
+
+
+def test_a_worker_that_stops_reporting_takes_its_providers_with_it() -> None:
+    clock = Clock()
+    registry = registry_of(TWO_FAMILIES, clock)
+    heartbeat(registry, "openai", ["openai", "spare"])
+    heartbeat(registry, "kiro", ["kiro"], instance="w2")
+    assert reasons(registry)["kiro"] is None
+    clock.now += 5.0  # both within three intervals of 2 s
+    heartbeat(registry, "openai", ["openai", "spare"])
+    clock.now += 2.0  # the kiro worker is 7 s silent: gone
+    assert reasons(registry) == {"openai": None, "spare": None, "kiro": "no live worker for family kiro"}
+
+
+def test_right_after_start_no_provider_is_blamed_on_missing_workers() -> None:
+    clock = Clock()
+    registry = registry_of(TWO_FAMILIES, clock)
+    assert reasons(registry) == {"openai": None, "spare": None, "kiro": None}
+
+
+def test_when_no_worker_reports_within_the_staleness_window_every_provider_lacks_one() -> None:
+    clock = Clock()
+    registry = registry_of(TWO_FAMILIES, clock)
+    clock.now += registry.state.worker_timeout
+    assert reasons(registry) == {
+        "openai": "no live worker for family openai",
+        "spare": "no live worker for family openai",
+        "kiro": "no live worker for family kiro",
+    }
+
+
+def test_missing_credentials_explain_a_provider_before_missing_workers() -> None:
+    clock = Clock()
+    registry = registry_of(TWO_FAMILIES, clock)
+    heartbeat(registry, "openai", ["openai"])
+    claude = registry.provider("claude")
+    assert claude["reason"] == "no credentials: configure an API key"
+
+
+def test_a_provider_disabled_in_config_and_switched_on_is_explained_by_its_other_reasons() -> None:
+    clock = Clock()
+    registry = registry_of("providers:\n  openai:\n    enabled: false\n", clock)
+    registry.state.enabled["openai"] = True
+    assert registry.provider("openai")["reason"] == "no credentials: configure an API key"
+
+
+def test_a_provider_whose_worker_went_silent_is_tried_after_those_with_live_workers() -> None:
+    now = time.monotonic()
+    state = LiveState(workers_seen={"alpha": now, "beta": now - 100.0, "gamma": now})
+    candidates = catalog_of(TIERED).resolve("shared", Needs(), state, now=NOW)
+    assert candidates.fallback == [target("beta")]
+    assert Selector("fill-first").order("shared", candidates)[-1] == target("beta")

@@ -56,9 +56,10 @@ class LiveState:
         health = self.health.get(provider)
         return health is None or health.ok
 
-    def has_worker(self, provider: str) -> bool | None:
-        """True or False once heartbeats have been seen; None before any has arrived."""
+    def has_worker(self, provider: str, now: float | None = None) -> bool | None:
+        """True or False once heartbeats have been seen; None before any has arrived.
+        `now` is monotonic time (default: the clock's)."""
         if not self.workers_seen:
             return None
         seen = self.workers_seen.get(provider)
-        return seen is not None and time.monotonic() - seen < self.worker_timeout
+        return seen is not None and (time.monotonic() if now is None else now) - seen < self.worker_timeout

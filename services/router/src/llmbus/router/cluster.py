@@ -1,10 +1,11 @@
 """The cluster as one router sees it, from the workers' `WorkerStatus` messages: which
-providers have a live worker, their latest health checks, and the statistics of every
-worker instance, added up per provider."""
+providers have a live worker (and, for those without, why), their latest health checks,
+and the statistics of every worker instance, added up per provider."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llmbus.proto import ProviderStats, WorkerStatus
@@ -55,12 +56,14 @@ def _round(value: float | None) -> float | None:
 
 
 class Cluster:
-    def __init__(self, state: LiveState) -> None:
+    def __init__(self, state: LiveState, clock: Callable[[], float] = time.monotonic) -> None:
         self.state = state
+        self._clock = clock
+        self._started = clock()
         self._statuses: dict[str, tuple[WorkerStatus, float]] = {}
 
     def update(self, status: WorkerStatus) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._statuses[status.instance] = (status, now)
         self.state.worker_timeout = max(3 * status.interval, 3.0)
         for provider in status.providers:
@@ -78,10 +81,27 @@ class Cluster:
     def _live(self, status: WorkerStatus, seen: float, now: float) -> bool:
         return now - seen < max(3 * status.interval, 3.0)
 
+    def missing_worker(self, provider: str, family: str) -> str | None:
+        """Why no live worker serves `provider`, or None when one does. Right after the
+        router starts, before any worker could report within the staleness window, a
+        missing report proves nothing, and nothing is blamed on it."""
+        now = self._clock()
+        if self.state.has_worker(provider, now):
+            return None
+        if not self._statuses and now - self._started < self.state.worker_timeout:
+            return None
+        live = {status.family for status, seen in self._statuses.values() if self._live(status, seen, now)}
+        if family not in live:
+            return f"no live worker for family {family}"
+        return (
+            f"no live worker serves it: the live workers of family {family} leave it out "
+            "(their provider list, or a config they have not reloaded)"
+        )
+
     def totals(self) -> dict[str, ProviderTotals]:
         """Per provider: the sums over every worker instance ever seen (counters of a
         gone instance still count), with in-flight and worker counts of live ones."""
-        now = time.monotonic()
+        now = self._clock()
         out: dict[str, ProviderTotals] = {}
         for status, seen in self._statuses.values():
             live = self._live(status, seen, now)
@@ -93,7 +113,7 @@ class Cluster:
         return out
 
     def workers(self, provider: str) -> int:
-        now = time.monotonic()
+        now = self._clock()
         return sum(
             1
             for status, seen in self._statuses.values()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
 from llmbus.api import InvalidRequest, NotFound
 from llmbus.providers import ConfiguredProvider
 from llmbus.providers.registry import Features
@@ -41,11 +43,14 @@ class Registry:
         return provider
 
     def _reason(self, provider: ConfiguredProvider) -> str | None:
-        """The provider's own reason, with the live switch in place of the config's."""
+        """Why requests cannot reach the provider now, or None: switched off (the live
+        switch wins over the config's), its own reason (no credentials, no models), or no
+        live worker of its family serving it."""
         if not self.state.is_enabled(provider.name, provider.enabled):
             return "disabled"
-        reason = provider.unroutable_reason
-        return None if reason == "disabled" else reason
+        if not provider.enabled:  # off in the config, switched on at run time
+            provider = msgspec.structs.replace(provider, enabled=True)
+        return provider.unroutable_reason or self.cluster.missing_worker(provider.name, provider.family)
 
     def _summary(self, provider: ConfiguredProvider) -> Document:
         reason = self._reason(provider)
@@ -136,6 +141,7 @@ class Registry:
         reason = self._reason(provider)
         return {
             "provider": provider.name,
+            "family": provider.family,
             "enabled": self.state.is_enabled(provider.name, provider.enabled),
             "routable": reason is None,
             "reason": reason,
