@@ -657,6 +657,7 @@ def test_openai_compatibility_keys_with_different_proxies_are_refused() -> None:
         ("socks5://u:secret@proxy:1080", "SOCKS proxies (`socks5://`) are not supported"),
         ("ftp://u:secret@proxy:21", "expected an http:// or https:// proxy URL"),
         ("proxy.internal:3128", "expected an http:// or https:// proxy URL"),
+        ("u:secret@proxy:3128", "expected an http:// or https:// proxy URL"),
         ("http://", "expected a host in the proxy URL"),
         ("http://u:secret@proxy:99999", "port is not a number from 0 to 65535"),
     ],

@@ -69,7 +69,7 @@ def proxy_problem(url: str) -> str | None:
             "without SOCKS support): use an http:// or https:// proxy"
         )
     if scheme not in ("http", "https"):
-        got = f", got `{scheme}://`" if scheme else ""
+        got = f", got `{scheme}://`" if scheme and "://" in url else ""  # `user:pw@host` parses as a scheme
         return f"expected an http:// or https:// proxy URL, such as http://proxy.internal:3128{got}"
     if not parts.hostname:
         return "expected a host in the proxy URL, such as http://proxy.internal:3128"
