@@ -349,7 +349,7 @@ def _model(name: str) -> dict[str, Any]:
         "topP": 0.95,
         "topK": 64,
         "maxTemperature": 2,
-        "thinking": True if pro or "2.5" in name or "3" in name else False,
+        "thinking": pro or "2.5" in name or "3" in name,
     }
 
 
