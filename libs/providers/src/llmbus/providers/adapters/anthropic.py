@@ -10,7 +10,8 @@ Answers, streamed (`event: <name>` + `data: <json>`) or whole:
   `signature_delta` → `Delta.reasoning_signature`), `tool_use` → tool-call fragments whose
   index counts tool blocks from 0 (Anthropic numbers every block, text included);
   `citations_delta`, redacted thinking and server tool blocks have no normalized form and
-  are skipped;
+  are skipped; several thinking blocks in one answer (interleaved thinking) run together,
+  as the normalized turn holds one reasoning text and one signature;
 - `event: error` mid-stream → `UpstreamStatus` with the status of its error type
   (`overloaded_error` is Anthropic's 529: retryable, 502 to our client).
 

@@ -21,6 +21,8 @@ How each field travels:
   frequency penalties (Anthropic has neither), `temperature` above 1 (Anthropic's range
   is 0 to 1), `response_format` json_object (Anthropic constrains output to a schema only),
   images in system or assistant messages, tool-call arguments that are not a JSON object;
+- `temperature`, `top_p` and `top_k` are passed as given: a model that refuses them (with
+  thinking on, or a model that fixes its sampling) answers 400 in its own words;
 - not forwarded, on purpose: `metadata` (the gateway's own bookkeeping), `Message.name`
   (no equivalent), `include_usage` (Anthropic always reports usage).
 """
