@@ -112,10 +112,14 @@ def _decode(decoder: msgspec.json.Decoder[_Wire], body: bytes) -> _Wire:
         path = at.group(1) if at else ""
         if at is not None:
             message = message[: at.start()]
-        missing = _MISSING.search(message)
-        param = ".".join(p for p in (path, missing.group(1) if missing else "") if p) or None
-        if param is not None and at is not None:
-            message = f"{message} at `{path}`"
+        if missing := _MISSING.search(message):
+            param = f"{path}.{missing.group(1)}" if path else missing.group(1)
+            message = f"missing required field `{param}`"
+        elif path:
+            param = path
+            message = f"{message} at `{param}`"
+        else:
+            param = None
         raise InvalidRequest(message, param=param, code="invalid_value") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
@@ -182,7 +186,9 @@ def _turn(message: MessageParam, param: str) -> list[Message]:
         return [Message(role=message.role, content=message.content)]
     if not message.content:
         raise InvalidRequest(
-            "a message needs at least one content block", param=f"{param}.content", code="invalid_value"
+            f"`{param}.content` needs at least one content block",
+            param=f"{param}.content",
+            code="invalid_value",
         )
     if message.role == "user":
         return _user_turn(message.content, param)
@@ -311,7 +317,7 @@ def _tools(wire: CountTokensRequest) -> list[Tool]:
             )
         if tool.input_schema is None:
             raise InvalidRequest(
-                "Object missing required field `input_schema`",
+                f"missing required field `tools[{i}].input_schema`",
                 param=f"tools[{i}].input_schema",
                 code="invalid_value",
             )
