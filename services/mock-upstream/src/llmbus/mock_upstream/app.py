@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmbus.mock_upstream import anthropic, copilot, gemini, openai
+from llmbus.mock_upstream import anthropic, copilot, gemini, kiro, openai
 from llmbus.mock_upstream.scenarios import Scenario
 from llmbus.mock_upstream.serve import MockState, json_response
 from llmbus.mock_upstream.settings import MockSettings
@@ -35,6 +35,7 @@ FAMILIES: dict[str, Any] = {
     "openai": openai,
     "copilot": copilot,
     "gemini": gemini,
+    "kiro": kiro,
 }
 """Family modules, each with `routes(state) -> list[Route]`. Anthropic comes before OpenAI:
 both serve `GET /v1/models`, and Anthropic's routes claim only requests with its headers."""

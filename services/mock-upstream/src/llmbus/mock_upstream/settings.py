@@ -28,6 +28,9 @@ class MockSettings(msgspec.Struct, frozen=True, kw_only=True):
     copilot_token_seconds: int = 1800
     """Lifetime of the Copilot tokens the mock issues (GitHub's last 30 minutes); a few
     seconds let tests watch a gateway re-mint them."""
+    kiro_token_seconds: int = 3600
+    """Lifetime of the Kiro access tokens the mock's `/refreshToken` and `/token` issue
+    (the real ones last an hour); past it the chat API refuses them with 403, as Kiro does."""
 
     @classmethod
     def env_vars(cls) -> tuple[str, ...]:
