@@ -50,6 +50,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -118,7 +119,7 @@ class Kiro:
         self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, credential: Credential
     ) -> UpstreamRequest:
         state = _Conversation.of(chat).state(chat, upstream_model)
-        omit = provider.headers.get(OMIT_PROFILE_HEADER, "").lower() == "omit" or any(
+        omit = any(
             k.lower() == OMIT_PROFILE_HEADER and v.lower() == "omit" for k, v in provider.headers.items()
         )
         body = wire.GenerateAssistantResponseRequest(
@@ -135,7 +136,7 @@ class Kiro:
         and it checks the token (and the profile ARN, when sent)."""
         query = "origin=AI_EDITOR&maxResults=50"
         if credential.profile_arn:
-            query += "&profileArn=" + _quote(credential.profile_arn)
+            query += "&profileArn=" + quote(credential.profile_arn, safe="")
         return UpstreamRequest(
             url=f"{_endpoint(provider, credential)}/ListAvailableModels?{query}",
             headers={**_headers(provider, credential), "Accept": "application/json"},
@@ -162,8 +163,6 @@ class Kiro:
         async for frame in aiter_frames(response.aiter_bytes()):
             for item in reader.frame(frame):
                 yield item
-            if reader.stopped:
-                break
         if not reader.seen:
             raise UpstreamProtocolError("the upstream stream ended before any event")
         for item in reader.finish():
@@ -196,12 +195,6 @@ def _headers(provider: ConfiguredProvider, credential: Credential) -> dict[str, 
             f"md/nodejs api/codewhispererstreaming#{SDK_VERSION} m/E {agent}"
         ),
     }
-
-
-def _quote(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
 
 
 @dataclass
@@ -513,7 +506,6 @@ class _Reader:
     metadata: wire.TokenUsage | None = None
     stop_reason: str = ""
     seen: bool = False
-    stopped: bool = False
 
     def frame(self, frame: Frame) -> list[Output]:
         self.seen = True
@@ -557,8 +549,8 @@ class _Reader:
                 wire.decode_event(payload, event_type, wire.MetadataEvent).token_usage or self.metadata
             )
         elif event_type == "messageStopEvent":
+            # Usage events may still follow: the answer ends at EOF.
             self.stop_reason = wire.decode_event(payload, event_type, wire.MessageStopEvent).stop_reason
-            self.stopped = True
         # meteringEvent (credits), followupPromptEvent, codeReferenceEvent, ...: not ours.
         return []
 
