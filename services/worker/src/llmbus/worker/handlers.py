@@ -207,6 +207,7 @@ class Worker:
                     message=exc.message,
                     retryable=exc.retryable,
                     provider=target.provider,
+                    retry_after=exc.retry_after or 0.0,
                 )
             )
         finally:
