@@ -18,7 +18,8 @@ from llmbus.mock_upstream.settings import MockSettings
 from llmbus.proto import ChatRequest, Delta, Done, Usage
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import Credential, Output
-from llmbus.providers.adapters.kiro import MAX_DESCRIPTION, Kiro, estimate_tokens
+from llmbus.providers.adapters.kiro import MAX_DESCRIPTION, Kiro
+from llmbus.providers.adapters.kiro_stream import estimate_tokens
 from llmbus.providers.credentials.kiro import KiroTokens
 from llmbus.providers.errors import Unsupported, UpstreamError, UpstreamProtocolError
 from llmbus.providers.eventstream import encode_frame
