@@ -79,7 +79,7 @@ __all__ = [
     "stop_reason",
 ]
 
-_Wire = TypeVar("_Wire", bound=CountTokensRequest)
+_Request = TypeVar("_Request", bound=CountTokensRequest)
 _messages_decoder = msgspec.json.Decoder(MessagesRequest)
 _count_decoder = msgspec.json.Decoder(CountTokensRequest)
 _encode = msgspec.json.Encoder().encode
@@ -103,7 +103,7 @@ def decode_count_tokens_request(body: bytes) -> ChatRequest:
     return _normalize(_decode(_count_decoder, body))
 
 
-def _decode(decoder: msgspec.json.Decoder[_Wire], body: bytes) -> _Wire:
+def _decode(decoder: msgspec.json.Decoder[_Request], body: bytes) -> _Request:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -302,7 +302,8 @@ def _document(param: str) -> InvalidRequest:
 
 
 def _block_type(block: RequestBlock) -> str:
-    return type(block).__struct_config__.tag  # type: ignore[return-value]
+    """The block's `type` tag, as the client wrote it."""
+    return str(type(block).__struct_config__.tag)
 
 
 def _tools(wire: CountTokensRequest) -> list[Tool]:
