@@ -9,5 +9,6 @@ used as they are) stays in `adapters.base`."""
 # whichever of the two packages a caller imports first.
 import llmbus.providers.adapters  # noqa: F401
 from llmbus.providers.credentials.copilot import CopilotTokens
+from llmbus.providers.credentials.kiro import KiroTokens
 
-__all__ = ["CopilotTokens"]
+__all__ = ["CopilotTokens", "KiroTokens"]
