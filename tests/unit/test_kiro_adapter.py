@@ -451,7 +451,9 @@ async def test_text_through_the_mock(mock: HttpClient, stream: bool) -> None:
         CREDENTIAL,
         stream=stream,
     )
-    assert joined(outputs)[0] == "Mock answer to: Hello there"
+    # Kiro has no system field: the system prompt leads the first user turn, and the
+    # mock echoes that turn whole.
+    assert joined(outputs)[0] == "Mock answer to: Be brief.\n\nHello there"
     usage = next(o for o in outputs if isinstance(o, Usage))
     assert usage.prompt_tokens > 0
     assert usage.completion_tokens > 0

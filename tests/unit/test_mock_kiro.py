@@ -88,11 +88,13 @@ async def test_text_streams_as_assistant_response_events_then_metering_and_conte
     assert payloads(response, "contextUsageEvent")[0]["contextUsagePercentage"] > 0
 
 
-async def test_a_first_turn_echoes_the_users_text_after_the_system_prompt(http: httpx2.AsyncClient) -> None:
+async def test_a_first_turn_is_echoed_whole_with_the_system_prompt_leading_it(
+    http: httpx2.AsyncClient,
+) -> None:
     texts = payloads(
         await generate(http, conversation(user("Be brief.\n\nHello there"))), "assistantResponseEvent"
     )
-    assert "".join(t["content"] for t in texts) == "Mock answer to: Hello there"
+    assert "".join(t["content"] for t in texts) == "Mock answer to: Be brief.\n\nHello there"
 
 
 async def test_tools_stream_as_tool_use_fragments_closed_by_stop(http: httpx2.AsyncClient) -> None:

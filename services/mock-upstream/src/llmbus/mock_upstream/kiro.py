@@ -188,9 +188,6 @@ def parse_conversation(body: Any) -> Prompt:
     if set(results) != pending or not used <= {t.name for t in tools}:
         raise _malformed()
     content = _text(current.get("content"))
-    # Kiro has no system field: a first turn carries the system prompt (and any thinking
-    # directive) in front of the user's text, a blank line between. Echo the user's part.
-    said = content if history else content.rsplit("\n\n", 1)[-1]
     result_text = " ".join(
         _text(part.get("text"))
         for result in context.get("toolResults") or []
@@ -200,7 +197,7 @@ def parse_conversation(body: Any) -> Prompt:
     )
     return Prompt(
         model=_text(current.get("modelId")),
-        last_user_text=said,
+        last_user_text=content,
         prompt_text=" ".join([*texts, content]),
         images=[f"image/{image['format']}" for image in current.get("images") or []],
         tools=tools,
