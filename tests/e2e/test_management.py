@@ -49,17 +49,20 @@ async def test_every_builtin_provider_is_registered_with_its_metadata(http: http
     by_id = {p["id"]: p for p in listing["data"]}
     assert set(BUILTIN) <= set(by_id)
     assert len(BUILTIN) == 16
-    claude = by_id["claude"]
-    assert claude["kind"] == "direct"
-    assert claude["auth_type"] == "api_key"
-    assert claude["endpoint"] == "https://api.anthropic.com"
-    assert claude["routable"] is False
-    assert "no credentials" in claude["reason"]
+    mistral = by_id["mistral"]
+    assert mistral["kind"] == "direct"
+    assert mistral["auth_type"] == "api_key"
+    assert mistral["endpoint"] == "https://api.mistral.ai/v1"
+    assert mistral["routable"] is False
+    assert "no credentials" in mistral["reason"]
+    assert by_id["claude"]["kind"] == "direct"
+    assert by_id["claude"]["routable"] is True
     assert by_id["openrouter"]["kind"] == "aggregator"
     assert by_id["copilot"]["kind"] == "proprietary"
     assert by_id["copilot"]["auth_type"] == "oauth_device_flow"
-    assert "/v0/oauth/copilot" in by_id["copilot"]["reason"]
-    assert by_id["kiro"]["endpoint"].startswith("https://q.")
+    assert by_id["copilot"]["routable"] is True
+    assert by_id["kiro"]["auth_type"] == "token_file"
+    assert by_id["kiro"]["routable"] is True
     assert by_id["openai"]["routable"] is True
     assert by_id["local"]["kind"] == "custom"
     assert by_id["local"]["prefix"] == "loc"
@@ -103,7 +106,7 @@ async def test_models_list_names_aliases_and_prefixes_and_hides_exclusions(
     assert "compat-mini" not in ids, "force-model-prefix keeps prefixed providers behind their prefix"
     assert "gpt-4o-secret" not in ids
     assert "internal-beta" not in ids
-    assert "claude-3-5-sonnet" not in ids, "no credentials, not routable"
+    assert "mistral-large-latest" not in ids, "no credentials, not routable"
     only_spare = (await http.get("/v1/models", params={"provider": "spare"})).json()
     assert {m["id"] for m in only_spare["data"]} == {"spare-model", "spare/spare-model"}
     model = await client.models.retrieve("mini")
