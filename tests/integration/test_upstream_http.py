@@ -10,8 +10,12 @@ import httpx2
 import pytest
 import uvicorn
 
+from llmbus.config import Config, ProviderConfig
 from llmbus.mock_upstream.app import create_app
 from llmbus.mock_upstream.settings import MockSettings
+from llmbus.proto import ChatRequest, Delta, Done, Message
+from llmbus.providers import configured_providers
+from llmbus.providers.adapters import Credential, adapter_for
 from llmbus.providers.errors import UpstreamTimeout
 from llmbus.providers.http import HttpClient
 from llmbus.testing import free_port
@@ -71,3 +75,30 @@ async def test_an_upstream_that_goes_silent_is_a_timeout(mock_url: str) -> None:
                 await response.read()
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_compressed_answer_is_decompressed_before_parsing(
+    mock_url: str, family: str, stream: bool
+) -> None:
+    """The client asks for gzip (httpx's default Accept-Encoding); the mock's `gzip`
+    scenario compresses whole bodies and streams alike, and the adapter still reads them."""
+    name = {"openai": "openai", "anthropic": "claude", "gemini": "gemini"}[family]
+    config = Config(providers={name: ProviderConfig(endpoint=mock_url, api_keys=["sk-gzip-key"])})
+    provider = configured_providers(config)[name]
+    adapter = adapter_for(family)
+    chat = ChatRequest(model="m", messages=[Message(role="user", content="squeeze me")], stream=stream)
+    call = adapter.build(provider, chat, "model-gzip", Credential(name="k", token="sk-gzip-key"))
+    client = HttpClient()
+    try:
+        async with client.stream(call.method, call.url, headers=call.headers, content=call.body) as response:
+            assert response.status == 200
+            assert response.headers["content-encoding"] == "gzip"
+            events = [event async for event in adapter.events(response, stream)]
+    finally:
+        await client.aclose()
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+    assert text == "Mock answer to: squeeze me"
+    assert isinstance(events[-1], Done)
+    assert events[-1].finish_reason == "stop"
