@@ -170,7 +170,9 @@ class Worker:
             ) as response:
                 if response.status >= 400:
                     error = adapter.error(response.status, response.headers, await response.read())
-                    if response.status == 401:
+                    if response.status in (401, 403):
+                        # A refused token (Copilot answers 401, Kiro 403 when it has
+                        # expired) is minted or refreshed anew on the next use.
                         source.invalidate(provider, entry)
                     raise error
                 await emitter.emit(

@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 
 from llmbus.config import CredentialEntry
-from llmbus.providers.adapters.base import Credential
+from llmbus.providers.credentials.base import Credential
 from llmbus.providers.errors import CredentialUnavailable, UpstreamError
 from llmbus.providers.http import HttpClient
 from llmbus.providers.runtime import ConfiguredProvider
