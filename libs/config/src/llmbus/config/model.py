@@ -164,12 +164,14 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
     github_token: str | None = None
     """Copilot: a GitHub OAuth token (from the device flow or `gh auth token`)."""
     auth_endpoint: str | None = None
-    """Where credentials are minted or refreshed: GitHub's API for Copilot
-    (`https://api.github.com`), Kiro's refresh service for social logins. Default: the
-    built-in's."""
+    """Where credentials are minted or refreshed, replacing the base URL of the family's
+    token service: GitHub's API for Copilot (`https://api.github.com`); for Kiro both
+    refresh services, Kiro's own for social logins and AWS SSO OIDC
+    (`https://oidc.<region>.amazonaws.com`) for Builder ID and Identity Center logins.
+    Default: the real services."""
     region: str | None = None
-    """Kiro: the AWS region of the API, when neither the token file nor its profile ARN
-    names one."""
+    """Kiro: the AWS region of the API when the token's profile ARN names none (the ARN
+    wins; the token file's own `region` is the last resort)."""
     proxy_url: str | None = None
     """An HTTP(S) proxy for every call to this provider (`http://user:pass@host:port`).
     SOCKS is refused: the HTTP client is installed without SOCKS support."""
