@@ -4,6 +4,7 @@ read back, and the adapter with its token source against the mock Kiro in-proces
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -511,3 +512,23 @@ async def test_an_expired_token_is_refreshed_at_the_mock_and_then_accepted(
     assert saved_token(entry) == credential.token
     outputs = await ask(mock, [{"role": "user", "content": "hi"}], credential)
     assert joined(outputs)[0] == "Mock answer to: hi"
+
+
+def test_stop_sequences_are_refused_because_dropping_them_would_change_the_answer() -> None:
+    with pytest.raises(Unsupported) as raised:
+        build([{"role": "user", "content": "count"}], stop=["5"])
+    assert raised.value.status == 400
+    assert "stop" in raised.value.message
+
+
+def test_sampling_settings_kiro_has_no_field_for_are_left_out_with_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = chat([{"role": "user", "content": "hi"}], temperature=0.3, max_tokens=77)
+    with caplog.at_level(logging.INFO, logger="llmbus.providers.quirks"):
+        # A model name of its own: each drop is said once per provider, model and name.
+        sent = json.loads(KIRO.build(provider(), request, "claude-sampling-log", CREDENTIAL).body)
+    assert "temperature" not in json.dumps(sent)
+    assert "77" not in json.dumps(sent)
+    assert "`temperature`" in caplog.text
+    assert "`max_tokens`" in caplog.text

@@ -264,7 +264,7 @@ def test_every_builtin_policy_names_only_fields_of_the_request_body() -> None:
 
 
 def test_mistral_gets_random_seed_no_user_and_no_stream_options(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="llmbus.providers.adapters.openai"):
+    with caplog.at_level(logging.INFO, logger="llmbus.providers.quirks"):
         sent = _sent("mistral", "mistral-small-latest", seed=7, user="u-1", stream=True)
     assert sent["random_seed"] == 7
     assert "seed" not in sent

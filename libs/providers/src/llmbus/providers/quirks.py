@@ -27,6 +27,8 @@ is a few `startswith` calls, and applying it a few set lookups.
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 
 __all__ = ["ModelParams", "ParamPolicy", "effort_for_budget"]
@@ -75,3 +77,16 @@ def effort_for_budget(budget: int) -> str:
     if budget < 4096:
         return "medium"
     return "high"
+
+
+log = logging.getLogger(__name__)
+_announced: set[tuple[str, str, str]] = set()
+
+
+def dropped(name: str, provider: str, model: str) -> None:
+    """Say once per provider, model and parameter that a parameter was left out: every
+    adapter that drops what its upstream does not take says so here, never silently."""
+    key = (name, provider, model)
+    if key not in _announced:
+        _announced.add(key)
+        log.info("leaving out `%s`: %s does not take it for %s", name, provider, model)

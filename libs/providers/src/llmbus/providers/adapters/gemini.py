@@ -49,6 +49,7 @@ from llmbus.providers.adapters.gemini_wire import (
 )
 from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient, UpstreamResponse
+from llmbus.providers.quirks import dropped
 from llmbus.providers.runtime import ConfiguredProvider
 from llmbus.providers.sse import aiter_sse
 
@@ -97,6 +98,8 @@ class Gemini:
     ) -> UpstreamRequest:
         model = upstream_model.removeprefix("models/")
         method = "streamGenerateContent?alt=sse" if chat.stream else "generateContent"
+        if chat.parallel_tool_calls is False:
+            dropped("parallel_tool_calls", provider.name, model)
         return UpstreamRequest(
             url=f"{api_base(provider.endpoint)}/models/{model}:{method}",
             headers=self._headers(provider, credential, chat.stream),

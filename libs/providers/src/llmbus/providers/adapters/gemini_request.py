@@ -19,7 +19,8 @@ Decisions, each because of what the Gemini API accepts:
   `$ref`, `anyOf`, ...), so schemas go through unchanged instead of being rewritten into
   the OpenAPI subset that `parameters` accepts. `strict` is dropped: Gemini has no such
   switch and always decodes arguments against the declared schema.
-- `parallel_tool_calls`, `user` and `metadata` have no Gemini field and are dropped;
+- `parallel_tool_calls: false` has no Gemini field and is dropped with a log line (the
+  adapter says so); `user` and `metadata` are the client's bookkeeping and stay here;
   everything else Gemini cannot express is refused with a 400.
 """
 

@@ -24,8 +24,9 @@ What Kiro cannot express is refused (`Unsupported`, 400) rather than dropped: to
 names over 64 characters (a reversible rename would need state between the request and
 its answer, which adapters do not keep), `tool_choice` `required` or a named tool (Kiro
 has no tool choice; `none` sends no tools), images by URL (Kiro takes bytes only).
-`max_tokens`, `temperature` and the other sampling settings have no field in Kiro's
-request and are ignored, as every Kiro client does.
+Stop sequences are refused too: dropping one would change the answer. `max_tokens`,
+`temperature` and the other sampling settings have no field in Kiro's request and are
+left out, as every Kiro client does, with a log line.
 
 `conversationId` is derived from the conversation's opening (system + first user
 text), so the turns of one conversation share it as the IDE's do; the continuation id
@@ -66,6 +67,7 @@ from llmbus.providers.errors import (
 )
 from llmbus.providers.eventstream import aiter_frames
 from llmbus.providers.http import HttpClient, UpstreamResponse
+from llmbus.providers.quirks import dropped
 from llmbus.providers.runtime import ConfiguredProvider
 
 __all__ = [
@@ -91,6 +93,10 @@ _encode = msgspec.json.Encoder().encode
 _error_decoder = msgspec.json.Decoder(wire.ErrorBody)
 
 
+_SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
+"""Settings Kiro's request has no field for: left out, with a log line."""
+
+
 class Kiro:
     family: Family = "kiro"
 
@@ -100,6 +106,11 @@ class Kiro:
     def build(
         self, provider: ConfiguredProvider, chat: ChatRequest, upstream_model: str, credential: Credential
     ) -> UpstreamRequest:
+        if chat.stop:
+            raise Unsupported("Kiro has no stop sequences: send the request without `stop`", param="stop")
+        for name in _SAMPLING:
+            if getattr(chat, name) is not None:
+                dropped(name, provider.name, upstream_model)
         state = _Conversation.of(chat).state(chat, upstream_model)
         omit = any(
             k.lower() == OMIT_PROFILE_HEADER and v.lower() == "omit" for k, v in provider.headers.items()

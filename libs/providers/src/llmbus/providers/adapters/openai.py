@@ -7,7 +7,6 @@ names differently is renamed."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -37,14 +36,12 @@ from llmbus.providers.adapters.base import (
 )
 from llmbus.providers.errors import Unsupported, UpstreamError, UpstreamProtocolError, UpstreamStatus
 from llmbus.providers.http import HttpClient, UpstreamResponse
-from llmbus.providers.quirks import ParamPolicy, effort_for_budget
+from llmbus.providers.quirks import ParamPolicy, dropped, effort_for_budget
 from llmbus.providers.runtime import ConfiguredProvider
 from llmbus.providers.sse import aiter_sse
 
 __all__ = ["OpenAICompatible", "UpstreamChatRequest"]
 
-log = logging.getLogger(__name__)
-_announced: set[tuple[str, str, str]] = set()
 
 _encode = msgspec.json.Encoder().encode
 _chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
@@ -212,7 +209,7 @@ def _apply(
     for name in params.ignored:
         if getattr(wire, name) is not None:
             setattr(wire, name, None)
-            _dropped(name, provider, model)
+            dropped(name, provider, model)
     for name, renamed in params.renamed:
         value = getattr(wire, name)
         if value is not None:
@@ -222,15 +219,7 @@ def _apply(
         wire.stream_options = None
     if not params.message_names and any(m.name for m in wire.messages):
         wire.messages = [msgspec.structs.replace(m, name=None) if m.name else m for m in wire.messages]
-        _dropped("messages[].name", provider, model)
-
-
-def _dropped(name: str, provider: str, model: str) -> None:
-    """Say once per provider, model and parameter that a parameter was left out."""
-    key = (name, provider, model)
-    if key not in _announced:
-        _announced.add(key)
-        log.info("leaving out `%s`: %s does not take it for %s", name, provider, model)
+        dropped("messages[].name", provider, model)
 
 
 def _chunk_events(data: str) -> list[Output]:
