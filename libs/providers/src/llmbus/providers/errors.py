@@ -12,6 +12,9 @@ pass `llmbus.providers.http`.
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
+
 __all__ = [
     "CredentialUnavailable",
     "Unsupported",
@@ -20,6 +23,7 @@ __all__ = [
     "UpstreamStatus",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "parse_retry_after",
 ]
 
 
@@ -93,3 +97,18 @@ class CredentialUnavailable(UpstreamError):
             message, status=503, code="credential_unavailable", retryable=True, retry_after=retry_after
         )
         self.upstream_status = upstream_status
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header: delay-seconds or an HTTP date; None when
+    absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

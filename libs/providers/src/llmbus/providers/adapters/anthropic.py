@@ -37,7 +37,7 @@ from llmbus.providers.adapters.base import (
     StaticKeys,
     UpstreamRequest,
 )
-from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
+from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus, parse_retry_after
 from llmbus.providers.http import HttpClient, UpstreamResponse
 from llmbus.providers.runtime import ConfiguredProvider
 from llmbus.providers.sse import SSEEvent, aiter_sse
@@ -149,7 +149,7 @@ class Anthropic:
             status,
             message or f"the upstream answered {status}",
             code=code,
-            retry_after=_retry_after(headers.get("retry-after")),
+            retry_after=parse_retry_after(headers.get("retry-after")),
         )
 
     async def events(self, response: UpstreamResponse, stream: bool) -> AsyncIterator[Output]:
@@ -310,12 +310,3 @@ def _done(stop_reason: str | None, stop_sequence: str) -> Done:
     return Done(
         seq=0, finish_reason=FINISH_REASONS.get(stop_reason or "", "stop"), stop_sequence=stop_sequence
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

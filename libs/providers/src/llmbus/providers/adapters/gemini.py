@@ -47,7 +47,7 @@ from llmbus.providers.adapters.gemini_wire import (
     StreamChunk,
     UsageMetadata,
 )
-from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus
+from llmbus.providers.errors import UpstreamError, UpstreamProtocolError, UpstreamStatus, parse_retry_after
 from llmbus.providers.http import HttpClient, UpstreamResponse
 from llmbus.providers.quirks import dropped
 from llmbus.providers.runtime import ConfiguredProvider
@@ -131,7 +131,7 @@ class Gemini:
             return UpstreamStatus(
                 status,
                 text or f"the upstream answered {status}",
-                retry_after=_seconds(headers.get("retry-after")),
+                retry_after=parse_retry_after(headers.get("retry-after")),
             )
         if isinstance(parsed, list):
             if not parsed:
@@ -250,21 +250,12 @@ class _Answer:
 
 
 def _status_error(status: int, error: Status, retry_after_header: str | None) -> UpstreamError:
-    retry_after = _seconds(retry_after_header)
+    retry_after = parse_retry_after(retry_after_header)
     code = error.status
     for detail in error.details:
         if detail.retry_delay:
-            retry_after = _seconds(detail.retry_delay.removesuffix("s")) or retry_after
+            retry_after = parse_retry_after(detail.retry_delay.removesuffix("s")) or retry_after
         if detail.reason == "API_KEY_INVALID":
             status, code = 401, detail.reason
     message = error.message or f"the upstream answered {status}"
     return UpstreamStatus(status, message, code=code, retry_after=retry_after)
-
-
-def _seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

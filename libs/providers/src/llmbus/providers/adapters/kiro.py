@@ -64,6 +64,7 @@ from llmbus.providers.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatus,
+    parse_retry_after,
 )
 from llmbus.providers.eventstream import aiter_frames
 from llmbus.providers.http import HttpClient, UpstreamResponse
@@ -148,7 +149,7 @@ class Kiro:
             status,
             message or f"the upstream answered {status}",
             code=kind,
-            retry_after=_retry_after(headers.get("retry-after")),
+            retry_after=parse_retry_after(headers.get("retry-after")),
         )
 
     async def events(self, response: UpstreamResponse, stream: bool) -> AsyncIterator[Output]:
@@ -416,12 +417,3 @@ def _tools(chat: ChatRequest, turns: list[_Turn]) -> list[wire.ToolEntry]:
                     )
                 )
     return entries
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

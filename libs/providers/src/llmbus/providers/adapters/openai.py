@@ -34,7 +34,13 @@ from llmbus.providers.adapters.base import (
     StaticKeys,
     UpstreamRequest,
 )
-from llmbus.providers.errors import Unsupported, UpstreamError, UpstreamProtocolError, UpstreamStatus
+from llmbus.providers.errors import (
+    Unsupported,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatus,
+    parse_retry_after,
+)
 from llmbus.providers.http import HttpClient, UpstreamResponse
 from llmbus.providers.quirks import ParamPolicy, dropped, effort_for_budget
 from llmbus.providers.runtime import ConfiguredProvider
@@ -153,7 +159,7 @@ class OpenAICompatible:
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         message, code = _error_message(body)
-        retry_after = _retry_after(headers.get("retry-after"))
+        retry_after = parse_retry_after(headers.get("retry-after"))
         return UpstreamStatus(
             status, message or f"the upstream answered {status}", code=code, retry_after=retry_after
         )
@@ -298,12 +304,3 @@ def _error_message(body: bytes) -> tuple[str, str]:
     if isinstance(parsed.error, str):
         return parsed.error, ""
     return parsed.message or "", ""
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
