@@ -22,6 +22,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from llmbus.bus.dispatch import dispatch
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.protocol import Delivery, Subscription
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
@@ -181,20 +182,7 @@ class NatsBus:
                 ) as span:
                     span.set_attribute("messaging.system", "nats")
                     span.set_attribute("messaging.destination.name", delivery.subject)
-                    try:
-                        message = codec.decode(delivery.data)
-                    except Exception as exc:
-                        log.warning("dropping a malformed message on %s: %s", delivery.subject, exc)
-                        await self.respond_error(
-                            delivery, BusError(status=400, code="bad_message", message=str(exc))
-                        )
-                        return
-                    await handler(message, delivery)
-            except Exception:
-                log.exception("handler for %s failed", delivery.subject)
-                await self.respond_error(
-                    delivery, BusError(status=500, code="internal_error", message="the handler failed")
-                )
+                    await dispatch(self, codec, handler, delivery)
             finally:
                 limit.release()
 

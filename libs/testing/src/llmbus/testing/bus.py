@@ -41,6 +41,7 @@ from llmbus.bus import (
     Subscription,
     is_no_responders,
 )
+from llmbus.bus.dispatch import dispatch
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
 
 __all__ = ["InMemoryBus", "Message", "subject_matches"]
@@ -282,20 +283,7 @@ class InMemoryBus:
 
         async def run(delivery: Delivery) -> None:
             try:
-                try:
-                    message = codec.decode(delivery.data)
-                except Exception as exc:
-                    log.warning("dropping a malformed message on %s: %s", delivery.subject, exc)
-                    await self.respond_error(
-                        delivery, BusError(status=400, code="bad_message", message=str(exc))
-                    )
-                    return
-                await handler(message, delivery)
-            except Exception:
-                log.exception("handler for %s failed", delivery.subject)
-                await self.respond_error(
-                    delivery, BusError(status=500, code="internal_error", message="the handler failed")
-                )
+                await dispatch(self, codec, handler, delivery)
             finally:
                 limit.release()
                 server.done()
