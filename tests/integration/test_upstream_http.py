@@ -16,7 +16,7 @@ from llmbus.mock_upstream.settings import MockSettings
 from llmbus.proto import ChatRequest, Delta, Done, Message
 from llmbus.providers import configured_providers
 from llmbus.providers.adapters import Credential, adapter_for
-from llmbus.providers.errors import UpstreamTimeout
+from llmbus.providers.errors import UpstreamTimeout, UpstreamUnreachable
 from llmbus.providers.http import HttpClient
 from llmbus.testing import free_port
 
@@ -102,3 +102,19 @@ async def test_a_compressed_answer_is_decompressed_before_parsing(
     assert text == "Mock answer to: squeeze me"
     assert isinstance(events[-1], Done)
     assert events[-1].finish_reason == "stop"
+
+
+async def test_a_providers_proxy_url_carries_its_calls(mock_url: str) -> None:
+    """The host below does not resolve: only through the proxy (here the mock itself,
+    which serves the absolute-form request it receives) does the call succeed."""
+    client = HttpClient(connect_timeout=2)
+    try:
+        status, _, body = await client.fetch(
+            "GET", "http://upstream.invalid/v1/models", headers=HEADERS, proxy=mock_url
+        )
+        assert status == 200
+        assert b'"object":"list"' in body
+        with pytest.raises(UpstreamUnreachable):
+            await client.fetch("GET", "http://upstream.invalid/v1/models", headers=HEADERS)
+    finally:
+        await client.aclose()
