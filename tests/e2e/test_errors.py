@@ -101,8 +101,9 @@ async def test_stream_failing_midway_ends_with_an_error_event(client: openai.Asy
     received: list[object] = []
 
     async def consume() -> None:
-        async for chunk in stream:
-            received.append(chunk)
+        async with stream:  # closed at once, not left to the garbage collector
+            async for chunk in stream:
+                received.append(chunk)
 
     with pytest.raises(openai.APIError) as caught:
         await consume()
@@ -114,8 +115,9 @@ async def test_upstream_that_hangs_mid_stream_ends_with_an_error_event(client: o
     stream = await client.chat.completions.create(model="hang-midstream", messages=USER, stream=True)
 
     async def consume() -> None:
-        async for _ in stream:
-            pass
+        async with stream:  # closed at once, not left to the garbage collector
+            async for _ in stream:
+                pass
 
     with pytest.raises(openai.APIError):
         await consume()
