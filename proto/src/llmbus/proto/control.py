@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from llmbus.proto.auth import CredentialInfo
 from llmbus.proto.base import Msg
 
 __all__ = [
@@ -63,6 +64,9 @@ class Cooldown(Msg, frozen=True, kw_only=True):
     until: float
     reason: str = ""
     status: int = 0
+    model: str = ""
+    """The upstream model the rest applies to (after a 429); empty: every model (after a
+    401 or 403)."""
 
 
 class RuntimeStateRequest(Msg, frozen=True, kw_only=True):
@@ -72,6 +76,8 @@ class RuntimeStateRequest(Msg, frozen=True, kw_only=True):
 class RuntimeState(Msg, frozen=True, kw_only=True):
     enabled: dict[str, bool] = {}
     cooldowns: list[Cooldown] = []
+    credentials: list[CredentialInfo] = []
+    """Credentials auth keeps (device-flow logins, imported token files), for routers."""
 
 
 class ProviderStats(Msg, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import msgspec
 
+from llmbus.proto.auth import ClientLimits
 from llmbus.proto.base import Msg
 
 __all__ = [
@@ -185,6 +186,11 @@ class KeyVerifyReply(Msg, frozen=True, kw_only=True):
     valid: bool
     client: Client | None = None
     ttl: float = 30.0
+    limits: ClientLimits = ClientLimits()
+    """What the key may do: the edge enforces `max_tokens` and `models` itself and asks
+    auth for `rpm`/`tpm` admission."""
+    expires_at: float = 0.0
+    """Unix seconds; the edge stops accepting the key then, whatever its cache says."""
 
 
 class KeyEvent(Msg, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from llmbus.proto import auth
 from llmbus.proto.chat import ChatRequest
 from llmbus.proto.control import (
     Cooldown,
@@ -51,6 +52,11 @@ MESSAGES: dict[str, Any] = {
     "WorkerStatus": WorkerStatus,
     "RegistryQuery": RegistryQuery,
     "RegistryReply": RegistryReply,
+    **{
+        name: getattr(auth, name)
+        for name in auth.__all__
+        if name not in {"ClientLimits", "QuotaScope", "UsageCounts"}
+    },
 }
 
 

@@ -11,6 +11,33 @@ from typing import Generic, TypeVar
 
 import msgspec
 
+from llmbus.proto.auth import (
+    CooldownClear,
+    CooldownCleared,
+    CredentialEvent,
+    CredentialInfo,
+    CredentialList,
+    CredentialListRequest,
+    CredentialRemove,
+    DeviceFlow,
+    DeviceFlowPoll,
+    DeviceFlowStart,
+    DeviceFlowStatus,
+    KeyCreate,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
+    KeyListRequest,
+    KeyRevoke,
+    KeyUsage,
+    KeyUsageRequest,
+    QuotaGrant,
+    QuotaReserve,
+    QuotaSettle,
+    TokenReply,
+    TokenRequest,
+    UsageRecord,
+)
 from llmbus.proto.chat import ChatRequest
 from llmbus.proto.control import (
     Cooldown,
@@ -35,12 +62,27 @@ from llmbus.proto.messages import (
 )
 
 __all__ = [
+    "AUTH_COOLDOWN_CLEAR",
     "AUTH_COOLDOWN_EVENTS",
+    "AUTH_CREDENTIALS_LIST",
+    "AUTH_CREDENTIALS_REMOVE",
+    "AUTH_CREDENTIAL_EVENTS",
+    "AUTH_FLOW_START",
+    "AUTH_FLOW_STATUS",
+    "AUTH_KEYS_CREATE",
+    "AUTH_KEYS_LIST",
+    "AUTH_KEYS_REVOKE",
+    "AUTH_KEYS_USAGE",
     "AUTH_KEY_EVENTS",
     "AUTH_KEY_VERIFY",
     "AUTH_PROVIDER_TOGGLE",
+    "AUTH_QUOTA_RESERVE",
+    "AUTH_QUOTA_SETTLE",
     "AUTH_STATE",
+    "AUTH_TOKENS_GET",
+    "AUTH_USAGE_EVENTS",
     "CANCEL",
+    "CONTROL_COOLDOWNS_CLEARED",
     "CONTROL_PROVIDER_ENABLED",
     "CONTROL_REGISTRY",
     "ERROR_HEADER",
@@ -137,3 +179,48 @@ CONTROL_REGISTRY: Endpoint[RegistryQuery, RegistryReply] = Endpoint(
 
 chat_codec: Codec[ChatRequest] = Codec(ChatRequest)
 error_codec: Codec[BusError] = Codec(BusError)
+
+# --- issue 7: keys at run time, usage, quotas, device flows, credentials, tokens ---------
+
+AUTH_KEYS_CREATE: Endpoint[KeyCreate, KeyCreated] = Endpoint(
+    "auth.v1.keys.create", Codec(KeyCreate), queue="auth", reply=Codec(KeyCreated)
+)
+AUTH_KEYS_LIST: Endpoint[KeyListRequest, KeyList] = Endpoint(
+    "auth.v1.keys.list", Codec(KeyListRequest), queue="auth", reply=Codec(KeyList)
+)
+AUTH_KEYS_REVOKE: Endpoint[KeyRevoke, KeyInfo] = Endpoint(
+    "auth.v1.keys.revoke", Codec(KeyRevoke), queue="auth", reply=Codec(KeyInfo)
+)
+AUTH_KEYS_USAGE: Endpoint[KeyUsageRequest, KeyUsage] = Endpoint(
+    "auth.v1.keys.usage", Codec(KeyUsageRequest), queue="auth", reply=Codec(KeyUsage)
+)
+AUTH_USAGE_EVENTS: Topic[UsageRecord] = Topic("auth.v1.events.usage", Codec(UsageRecord), queue="auth")
+"""Published by the edge when a request ends; one auth replica counts each (queue group)."""
+
+AUTH_QUOTA_RESERVE: Endpoint[QuotaReserve, QuotaGrant] = Endpoint(
+    "auth.v1.quota.reserve", Codec(QuotaReserve), queue="auth", reply=Codec(QuotaGrant)
+)
+AUTH_QUOTA_SETTLE: Topic[QuotaSettle] = Topic("auth.v1.quota.settle", Codec(QuotaSettle), queue="auth")
+
+AUTH_FLOW_START: Endpoint[DeviceFlowStart, DeviceFlow] = Endpoint(
+    "auth.v1.flows.start", Codec(DeviceFlowStart), queue="auth", reply=Codec(DeviceFlow)
+)
+AUTH_FLOW_STATUS: Endpoint[DeviceFlowPoll, DeviceFlowStatus] = Endpoint(
+    "auth.v1.flows.status", Codec(DeviceFlowPoll), queue="auth", reply=Codec(DeviceFlowStatus)
+)
+AUTH_CREDENTIALS_LIST: Endpoint[CredentialListRequest, CredentialList] = Endpoint(
+    "auth.v1.credentials.list", Codec(CredentialListRequest), queue="auth", reply=Codec(CredentialList)
+)
+AUTH_CREDENTIALS_REMOVE: Endpoint[CredentialRemove, CredentialInfo] = Endpoint(
+    "auth.v1.credentials.remove", Codec(CredentialRemove), queue="auth", reply=Codec(CredentialInfo)
+)
+AUTH_CREDENTIAL_EVENTS: Topic[CredentialEvent] = Topic("auth.v1.events.credentials", Codec(CredentialEvent))
+AUTH_TOKENS_GET: Endpoint[TokenRequest, TokenReply] = Endpoint(
+    "auth.v1.tokens.get", Codec(TokenRequest), queue="auth", reply=Codec(TokenReply)
+)
+AUTH_COOLDOWN_CLEAR: Endpoint[CooldownClear, CooldownCleared] = Endpoint(
+    "auth.v1.cooldowns.clear", Codec(CooldownClear), queue="auth", reply=Codec(CooldownCleared)
+)
+CONTROL_COOLDOWNS_CLEARED: Topic[CooldownCleared] = Topic(
+    "control.v1.cooldowns.cleared", Codec(CooldownCleared)
+)

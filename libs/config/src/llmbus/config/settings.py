@@ -30,6 +30,10 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     log_level: str = "info"
     instance: str = ""
+    dev: bool = False
+    """Development mode (`make run` sets it): the shipped example keys, a bus without
+    passwords and tokens stored with a development key are accepted. Outside it, a
+    service refuses to start with any of them."""
 
     @classmethod
     def env_vars(cls) -> tuple[str, ...]:

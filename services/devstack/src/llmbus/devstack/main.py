@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         config=config_path,
         log_dir=log_dir,
         ports=ports,
-        env=mocked,
+        env={**mocked, "LLMBUS_DEV": "1"},
         workers=dict.fromkeys(FAMILIES, 1),
     )
     stop = False

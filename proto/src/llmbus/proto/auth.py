@@ -1,0 +1,322 @@
+"""The v1 auth contract: client keys at run time, usage, quotas, OAuth device flows and
+the credentials they produce, tokens for workers.
+
+Auth is the only writer of this state (in Redis); every other service asks it over
+`auth.v1.*` request/reply, or caches what `auth.v1.events.*` announces.
+
+    keys         KeyCreate → KeyCreated (the key, shown once); KeyListRequest → KeyList;
+                 KeyRevoke → KeyInfo (and a KeyEvent to every edge); KeyUsageRequest → KeyUsage
+    usage        UsageRecord, published by the edge when a request ends
+    quotas       QuotaReserve → QuotaGrant (admitted, or refused with retry_after);
+                 QuotaSettle corrects a reservation with the real usage
+    device flow  DeviceFlowStart → DeviceFlow (user code, link); DeviceFlowPoll → DeviceFlowStatus
+    credentials  CredentialListRequest → CredentialList; CredentialRemove → CredentialInfo;
+                 CredentialEvent to every router (added, removed, unhealthy, healthy)
+    tokens       TokenRequest → TokenReply: a worker's usable token for one credential
+    cooldowns    CooldownClear → CooldownCleared (and a CooldownCleared event to routers)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from llmbus.proto.base import Msg
+
+__all__ = [
+    "ClientLimits",
+    "CooldownClear",
+    "CooldownCleared",
+    "CredentialEvent",
+    "CredentialInfo",
+    "CredentialList",
+    "CredentialListRequest",
+    "CredentialRemove",
+    "DeviceFlow",
+    "DeviceFlowPoll",
+    "DeviceFlowStart",
+    "DeviceFlowStatus",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyInfo",
+    "KeyList",
+    "KeyListRequest",
+    "KeyRevoke",
+    "KeyUsage",
+    "KeyUsageRequest",
+    "QuotaGrant",
+    "QuotaReserve",
+    "QuotaScope",
+    "QuotaSettle",
+    "TokenReply",
+    "TokenRequest",
+    "UsageCounts",
+    "UsageRecord",
+]
+
+
+# --- client keys -----------------------------------------------------------------------
+
+
+class ClientLimits(Msg, frozen=True, kw_only=True):
+    """What one client key may do; 0 or empty means no limit of its own."""
+
+    rpm: int = 0
+    tpm: int = 0
+    max_tokens: int = 0
+    """Largest `max_tokens` (completion) a single request may ask for."""
+    models: list[str] = []
+    """Client model names the key may use (`*` wildcards); empty: every model."""
+
+
+class KeyCreate(Msg, frozen=True, kw_only=True):
+    """`auth.v1.keys.create`."""
+
+    name: str = ""
+    owner: str = ""
+    limits: ClientLimits = ClientLimits()
+    expires_at: float = 0.0
+    """Unix seconds; 0: never."""
+    actor: str = ""
+
+
+class KeyInfo(Msg, frozen=True, kw_only=True):
+    """A client key as the management API shows it: never the key, only its prefix."""
+
+    id: str
+    prefix: str
+    """The key's first characters (`sk-llmbus-ab12…`), to recognise it."""
+    name: str = ""
+    owner: str = ""
+    limits: ClientLimits = ClientLimits()
+    created_at: float = 0.0
+    expires_at: float = 0.0
+    revoked: bool = False
+    source: Literal["config", "api"] = "api"
+
+
+class KeyCreated(Msg, frozen=True, kw_only=True):
+    """The reply to `KeyCreate`: the only time the key itself is ever sent."""
+
+    key: str
+    info: KeyInfo
+
+
+class KeyListRequest(Msg, frozen=True, kw_only=True):
+    """`auth.v1.keys.list`."""
+
+    include_revoked: bool = False
+
+
+class KeyList(Msg, frozen=True, kw_only=True):
+    keys: list[KeyInfo] = []
+
+
+class KeyRevoke(Msg, frozen=True, kw_only=True):
+    """`auth.v1.keys.revoke`: the key stops working on every edge (a `KeyEvent`)."""
+
+    id: str
+    actor: str = ""
+
+
+class UsageCounts(Msg, frozen=True, kw_only=True):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class KeyUsageRequest(Msg, frozen=True, kw_only=True):
+    """`auth.v1.keys.usage`."""
+
+    id: str
+    days: int = 30
+
+
+class KeyUsage(Msg, frozen=True, kw_only=True):
+    id: str
+    total: UsageCounts = UsageCounts()
+    by_model: dict[str, UsageCounts] = {}
+    by_day: dict[str, UsageCounts] = {}
+    """`YYYY-MM-DD` (UTC) → counts."""
+
+
+class UsageRecord(Msg, frozen=True, kw_only=True):
+    """`auth.v1.events.usage`: one request ended (published by the edge, counted by auth)."""
+
+    key_id: str
+    model: str
+    provider: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    at: float = 0.0
+    ok: bool = True
+
+
+# --- quotas ----------------------------------------------------------------------------
+
+
+class QuotaScope(Msg, frozen=True, kw_only=True):
+    """One limited thing: a client key, a provider, or one credential of a provider (for
+    one model when `model` is set)."""
+
+    kind: Literal["key", "provider", "credential"]
+    id: str
+    """The key's id, the provider's name, or `<provider>/<credential>`."""
+    rpm: int = 0
+    tpm: int = 0
+
+
+class QuotaReserve(Msg, frozen=True, kw_only=True):
+    """`auth.v1.quota.reserve`: admit one request against every scope at once (all or
+    none), reserving `tokens` (the request's estimate) against their TPM."""
+
+    request_id: str
+    scopes: list[QuotaScope]
+    tokens: int = 0
+
+
+class QuotaGrant(Msg, frozen=True, kw_only=True):
+    admitted: bool
+    retry_after: float = 0.0
+    """Seconds until the refusing scope admits the request; 0 when admitted."""
+    limited_by: str = ""
+    """The refusing scope, as `<kind>:<id>` (`key:key_ab12`, `provider:claude`)."""
+    reason: str = ""
+    """`rpm` or `tpm`."""
+
+
+class QuotaSettle(Msg, frozen=True, kw_only=True):
+    """`auth.v1.quota.settle`: the request used `tokens`, not the `reserved` estimate."""
+
+    request_id: str
+    scopes: list[QuotaScope]
+    reserved: int
+    tokens: int
+
+
+# --- device flows and the credentials they produce -------------------------------------
+
+LoginMethod = Literal["github", "builder-id", "identity-center"]
+
+
+class DeviceFlowStart(Msg, frozen=True, kw_only=True):
+    """`auth.v1.flows.start`: begin a device-flow login for `provider` (a configured
+    provider of the copilot or kiro family)."""
+
+    provider: str
+    method: LoginMethod = "github"
+    start_url: str = ""
+    """Identity Center: the organisation's start URL (`https://<org>.awsapps.com/start`)."""
+    region: str = ""
+    """Identity Center: the region of its OIDC service."""
+    actor: str = ""
+
+
+class DeviceFlow(Msg, frozen=True, kw_only=True):
+    flow_id: str
+    provider: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str = ""
+    expires_in: int
+    interval: int
+
+
+class DeviceFlowPoll(Msg, frozen=True, kw_only=True):
+    """`auth.v1.flows.status`."""
+
+    flow_id: str
+
+
+class DeviceFlowStatus(Msg, frozen=True, kw_only=True):
+    flow_id: str
+    status: Literal["pending", "success", "expired", "denied", "error"]
+    provider: str = ""
+    credential: str = ""
+    """On success: the new credential's id."""
+    error: str = ""
+
+
+class CredentialInfo(Msg, frozen=True, kw_only=True):
+    """A credential that auth keeps (from a device flow or an imported token file): never
+    the token, only what identifies it and whether it works."""
+
+    provider: str
+    id: str
+    kind: Literal["github", "kiro-social", "kiro-idc", "kiro-builder-id"]
+    account: str = ""
+    """Who it belongs to (GitHub login, AWS start URL)."""
+    created_at: float = 0.0
+    expires_at: float = 0.0
+    """Of the current access token; 0 when unknown or long-lived."""
+    healthy: bool = True
+    reason: str = ""
+    """Why it is unhealthy (the failed refresh)."""
+    quota: dict[str, float] = {}
+    """Copilot: `premium_interactions.entitlement`, `.remaining`, ... as last seen."""
+
+
+class CredentialListRequest(Msg, frozen=True, kw_only=True):
+    """`auth.v1.credentials.list`: every credential (of `provider`, when set)."""
+
+    provider: str = ""
+
+
+class CredentialList(Msg, frozen=True, kw_only=True):
+    credentials: list[CredentialInfo] = []
+
+
+class CredentialRemove(Msg, frozen=True, kw_only=True):
+    """`auth.v1.credentials.remove`."""
+
+    provider: str
+    id: str
+    actor: str = ""
+
+
+class CredentialEvent(Msg, frozen=True, kw_only=True):
+    """`auth.v1.events.credentials`: routers add the credential to (or drop it from) the
+    provider's candidates, or rest it while unhealthy."""
+
+    action: Literal["added", "removed", "unhealthy", "healthy"]
+    credential: CredentialInfo
+
+
+class TokenRequest(Msg, frozen=True, kw_only=True):
+    """`auth.v1.tokens.get`: a worker's usable token for one stored credential; auth
+    refreshes it first when it is about to expire (one refresh across every replica)."""
+
+    provider: str
+    credential: str
+    refresh: bool = False
+    """The upstream refused the token the worker had: refresh it now."""
+
+
+class TokenReply(Msg, frozen=True, kw_only=True):
+    token: str
+    expires_at: float = 0.0
+    endpoint: str = ""
+    """Copilot: the API host the token names."""
+    profile_arn: str = ""
+    region: str = ""
+
+
+# --- cooldowns -------------------------------------------------------------------------
+
+
+class CooldownClear(Msg, frozen=True, kw_only=True):
+    """`auth.v1.cooldowns.clear`: end a credential's rest now (every model when `model`
+    is empty; every credential of the provider when `credential` is empty)."""
+
+    provider: str
+    credential: str = ""
+    model: str = ""
+    actor: str = ""
+
+
+class CooldownCleared(Msg, frozen=True, kw_only=True):
+    """The reply to `CooldownClear`, and `control.v1.cooldowns.cleared` to every router."""
+
+    provider: str
+    credential: str = ""
+    model: str = ""
+    cleared: int = 0
