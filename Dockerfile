@@ -13,7 +13,8 @@ RUN grep -v '^-e ' requirements.lock.txt > /tmp/constraints.txt \
  && uv venv /venv \
  && uv pip install --no-cache --python /venv/bin/python -c /tmp/constraints.txt \
       ./proto ./libs/api ./libs/bus ./libs/config ./libs/providers ./libs/routing ./libs/telemetry \
-      ./services/auth ./services/edge ./services/router ./services/worker ./services/mock-upstream
+      ./services/auth ./services/edge ./services/router ./services/worker ./services/mock-upstream \
+      ./services/cli
 
 FROM python:3.12-slim
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 LLMBUS_CONFIG=/etc/llmbus/config.yaml
