@@ -14,6 +14,8 @@ Auth is the only writer of this state (in Redis); every other service asks it ov
                  CredentialEvent to every router (added, removed, unhealthy, healthy)
     tokens       TokenRequest → TokenReply: a worker's usable token for one credential
     cooldowns    CooldownClear → CooldownCleared (and a CooldownCleared event to routers)
+    management   ManagementAttempt → ManagementVerdict: a source's try of the management key,
+                 counted cluster-wide so that repeated failures lock it out on every edge
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ __all__ = [
     "KeyRevoke",
     "KeyUsage",
     "KeyUsageRequest",
+    "ManagementAttempt",
+    "ManagementVerdict",
     "QuotaGrant",
     "QuotaReserve",
     "QuotaScope",
@@ -320,3 +324,24 @@ class CooldownCleared(Msg, frozen=True, kw_only=True):
     credential: str = ""
     model: str = ""
     cleared: int = 0
+
+
+# --- the management key ----------------------------------------------------------------
+
+
+class ManagementAttempt(Msg, frozen=True, kw_only=True):
+    """`auth.v1.management.attempt`: a source (the client's IP address) presented the
+    management key, rightly or not (`ok`, checked by the edge: the key never travels).
+    Auth counts failures per source in Redis, so the lockout holds on every edge."""
+
+    source: str
+    ok: bool
+
+
+class ManagementVerdict(Msg, frozen=True, kw_only=True):
+    locked: bool
+    """The source is locked out: refuse the call whatever key it presented."""
+    retry_after: float = 0.0
+    """Seconds until the lockout ends; 0 when not locked."""
+    failures: int = 0
+    """Failures counted so far in the current window (after this attempt)."""

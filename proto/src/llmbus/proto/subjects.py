@@ -31,6 +31,8 @@ from llmbus.proto.auth import (
     KeyRevoke,
     KeyUsage,
     KeyUsageRequest,
+    ManagementAttempt,
+    ManagementVerdict,
     QuotaGrant,
     QuotaReserve,
     QuotaSettle,
@@ -75,6 +77,7 @@ __all__ = [
     "AUTH_KEYS_USAGE",
     "AUTH_KEY_EVENTS",
     "AUTH_KEY_VERIFY",
+    "AUTH_MANAGEMENT_ATTEMPT",
     "AUTH_PROVIDER_TOGGLE",
     "AUTH_QUOTA_RESERVE",
     "AUTH_QUOTA_SETTLE",
@@ -224,3 +227,10 @@ AUTH_COOLDOWN_CLEAR: Endpoint[CooldownClear, CooldownCleared] = Endpoint(
 CONTROL_COOLDOWNS_CLEARED: Topic[CooldownCleared] = Topic(
     "control.v1.cooldowns.cleared", Codec(CooldownCleared)
 )
+AUTH_MANAGEMENT_ATTEMPT: Endpoint[ManagementAttempt, ManagementVerdict] = Endpoint(
+    "auth.v1.management.attempt",
+    Codec(ManagementAttempt),
+    queue="auth",
+    reply=Codec(ManagementVerdict),
+)
+"""Every management call asks first; auth counts failures per source (cluster-wide lockout)."""
