@@ -10,6 +10,10 @@ to trade again (`refresh_in`, about five minutes before `expires_at`).
 lets only one trade per credential run at a time (concurrent requests wait for the same
 answer instead of each asking GitHub), and forgets a token when the chat API refused it.
 The GitHub token never appears in an error message or a log line.
+
+`mint_copilot_token` (one trade) and `copilot_quota` (the account's premium-request
+quota) are public so that auth, which owns every OAuth credential, trades with the same
+code.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ __all__ = [
     "GITHUB_API",
     "INTEGRATION_ID",
     "USER_AGENT",
+    "CopilotGrant",
     "CopilotTokens",
+    "copilot_quota",
     "editor_headers",
     "merge_headers",
+    "mint_copilot_token",
 ]
 
 GITHUB_API = "https://api.github.com"
@@ -166,51 +173,131 @@ class CopilotTokens:
             self._minted[key] = trade.result()
 
     async def _trade(self, provider: ConfiguredProvider, entry: CredentialEntry, source: str) -> _Minted:
-        url = _token_url(provider)
-        headers = {
-            **editor_headers(provider.headers),
-            "Authorization": f"token {entry.github_token}",
-            "Accept": "application/json",
-        }
-        try:
-            status, response_headers, body = await self._http.fetch(
-                "GET", url, headers=headers, proxy=provider.proxy_url
-            )
-        except UpstreamError as exc:
-            raise CredentialUnavailable(
-                f"cannot trade credential {entry.name!r} for a Copilot token: {exc.message}"
-            ) from None
-        if status != 200:
-            raise _refused(entry, status, response_headers, body)
-        now = self._clock()
-        try:
-            answer = _answer_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            answer = _TokenAnswer()
-        if not answer.token or answer.expires_at <= 0:
-            raise CredentialUnavailable(
-                f"GitHub's answer for credential {entry.name!r} carries no Copilot token",
-                upstream_status=status,
-            )
-        api = (answer.endpoints.api if answer.endpoints else "") or provider.endpoint
-        credential = Credential(
-            name=entry.name,
-            token=answer.token,
-            endpoint=api.rstrip("/"),
-            expires_at=float(answer.expires_at),
+        grant = await mint_copilot_token(
+            self._http, provider, entry.github_token, name=entry.name, clock=self._clock
         )
-        return _Minted(credential=credential, refresh_at=self._refresh_at(answer, now), source=source)
+        credential = Credential(
+            name=entry.name, token=grant.token, endpoint=grant.endpoint, expires_at=grant.expires_at
+        )
+        return _Minted(credential=credential, refresh_at=grant.renew_at(self._margin), source=source)
 
-    def _refresh_at(self, answer: _TokenAnswer, now: float) -> float:
-        """The earlier of GitHub's advice (`refresh_in`) and `margin` before expiry. The
-        margin shrinks to half the token's life for short-lived tokens (a mock's), so a
-        token is used at least for a while before it is traded again."""
-        life = answer.expires_at - now
-        margin = min(self._margin, max(life, 0.0) / 2)
-        refresh_at = answer.expires_at - margin
-        if answer.refresh_in > 0:
-            refresh_at = min(refresh_at, now + answer.refresh_in)
+
+class CopilotGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """One Copilot token as GitHub granted it."""
+
+    token: str
+    endpoint: str
+    """The chat API host the token names (the provider's endpoint when it names none)."""
+    expires_at: float
+    minted_at: float
+    refresh_in: float = 0.0
+    """GitHub's advice: trade again this many seconds after minting (0: no advice)."""
+
+    def renew_at(self, margin: float) -> float:
+        """When to trade again: the earlier of GitHub's advice (`refresh_in`) and `margin`
+        before expiry. The margin shrinks to half the token's life for short-lived tokens
+        (a mock's), so a token is used at least for a while before it is traded again."""
+        life = self.expires_at - self.minted_at
+        refresh_at = self.expires_at - min(margin, max(life, 0.0) / 2)
+        if self.refresh_in > 0:
+            refresh_at = min(refresh_at, self.minted_at + self.refresh_in)
         return refresh_at
+
+
+async def mint_copilot_token(
+    http: HttpClient,
+    provider: ConfiguredProvider,
+    github_token: str,
+    *,
+    name: str,
+    clock: Callable[[], float] = time.time,
+) -> CopilotGrant:
+    """One trade of `github_token` for a Copilot token at the provider's token service
+    (`auth_endpoint`, else GitHub's API). Failures are `CredentialUnavailable`, naming the
+    credential (`name`) and GitHub's own words, never the token."""
+    if not github_token:
+        raise CredentialUnavailable(
+            f"credential {name!r} of {provider.name} has no GitHub token to trade for a Copilot token"
+        )
+    headers = {
+        **editor_headers(provider.headers),
+        "Authorization": f"token {github_token}",
+        "Accept": "application/json",
+    }
+    try:
+        status, response_headers, body = await http.fetch(
+            "GET", _token_url(provider), headers=headers, proxy=provider.proxy_url
+        )
+    except UpstreamError as exc:
+        raise CredentialUnavailable(
+            f"cannot trade credential {name!r} for a Copilot token: {exc.message}"
+        ) from None
+    if status != 200:
+        raise _refused(name, status, response_headers, body)
+    now = clock()
+    try:
+        answer = _answer_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        answer = _TokenAnswer()
+    if not answer.token or answer.expires_at <= 0:
+        raise CredentialUnavailable(
+            f"GitHub's answer for credential {name!r} carries no Copilot token", upstream_status=status
+        )
+    api = (answer.endpoints.api if answer.endpoints else "") or provider.endpoint
+    return CopilotGrant(
+        token=answer.token,
+        endpoint=api.rstrip("/"),
+        expires_at=float(answer.expires_at),
+        minted_at=now,
+        refresh_in=float(answer.refresh_in),
+    )
+
+
+class _Quota(msgspec.Struct, kw_only=True):
+    entitlement: float = 0.0
+    remaining: float = 0.0
+    percent_remaining: float = 0.0
+    unlimited: bool = False
+
+
+class _Snapshots(msgspec.Struct, kw_only=True):
+    premium_interactions: _Quota | None = None
+
+
+class _User(msgspec.Struct, kw_only=True):
+    quota_snapshots: _Snapshots | None = None
+
+
+_user_decoder = msgspec.json.Decoder(_User)
+
+
+async def copilot_quota(
+    http: HttpClient, provider: ConfiguredProvider, github_token: str
+) -> dict[str, float]:
+    """The account's premium-request quota as `GET {GitHub API}/copilot_internal/user`
+    reports it: `premium_interactions.entitlement`, `.remaining`, `.percent_remaining`
+    (and `.unlimited` as 0 or 1). Empty when GitHub does not answer it: the quota is
+    informative, a failure to read it never fails a token."""
+    url = f"{(provider.auth_endpoint or GITHUB_API).rstrip('/')}/copilot_internal/user"
+    headers = {
+        **editor_headers(provider.headers),
+        "Authorization": f"token {github_token}",
+        "Accept": "application/json",
+    }
+    try:
+        status, _, body = await http.fetch("GET", url, headers=headers, proxy=provider.proxy_url)
+        user = _user_decoder.decode(body) if status == 200 else _User()
+    except (UpstreamError, msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+    premium = user.quota_snapshots.premium_interactions if user.quota_snapshots else None
+    if premium is None:
+        return {}
+    return {
+        "premium_interactions.entitlement": premium.entitlement,
+        "premium_interactions.remaining": premium.remaining,
+        "premium_interactions.percent_remaining": premium.percent_remaining,
+        "premium_interactions.unlimited": 1.0 if premium.unlimited else 0.0,
+    }
 
 
 def _token_url(provider: ConfiguredProvider) -> str:
@@ -221,9 +308,7 @@ def _fingerprint(github_token: str, url: str) -> str:
     return hashlib.sha256(f"{url}\n{github_token}".encode()).hexdigest()
 
 
-def _refused(
-    entry: CredentialEntry, status: int, headers: Mapping[str, str], body: bytes
-) -> CredentialUnavailable:
+def _refused(name: str, status: int, headers: Mapping[str, str], body: bytes) -> CredentialUnavailable:
     """GitHub's refusal in our terms: its own words (which name no secret), and the
     status, so that 401/403 cool the credential down."""
     try:
@@ -237,7 +322,7 @@ def _refused(
             retry_after = max(0.0, float(headers.get("retry-after", "")))
         except ValueError:
             retry_after = None
-    message = f"GitHub refused to trade credential {entry.name!r} for a Copilot token ({status})"
+    message = f"GitHub refused to trade credential {name!r} for a Copilot token ({status})"
     return CredentialUnavailable(
         f"{message}: {detail}" if detail else message, upstream_status=status, retry_after=retry_after
     )
