@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from llmbus.auth.handlers import AuthHandlers
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
+from llmbus.auth.quota import QuotaHandlers, QuotaStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
 from llmbus.bus import Bus, connect, run_service
@@ -19,6 +20,8 @@ from llmbus.proto import (
     AUTH_KEY_EVENTS,
     AUTH_KEY_VERIFY,
     AUTH_PROVIDER_TOGGLE,
+    AUTH_QUOTA_RESERVE,
+    AUTH_QUOTA_SETTLE,
     AUTH_STATE,
     KeyEvent,
 )
@@ -65,6 +68,9 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
+        quotas = QuotaHandlers(bus, QuotaStore(redis))
+        await bus.subscribe(AUTH_QUOTA_RESERVE, quotas.reserve, queue=AUTH_QUOTA_RESERVE.queue)
+        await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
 
         current = config
 
