@@ -57,7 +57,10 @@ class ProviderEnabled(Msg, frozen=True, kw_only=True):
 
 
 class Cooldown(Msg, frozen=True, kw_only=True):
-    """`auth.v1.events.cooldowns`: a credential rests until `until` (unix seconds)."""
+    """`auth.v1.events.cooldowns`: a credential rests until `until` (unix seconds), as
+    the worker that saw the refusal decided. `control.v1.cooldowns`: auth lengthened that
+    rest (refusals in a row). `until` 0 from a worker: the credential answered again after
+    its rest (it is recovered; auth forgets its streak, routers end its probation)."""
 
     provider: str
     credential: str
@@ -67,6 +70,9 @@ class Cooldown(Msg, frozen=True, kw_only=True):
     model: str = ""
     """The upstream model the rest applies to (after a 429); empty: every model (after a
     401 or 403)."""
+    retry_after: float = 0.0
+    """The upstream's own Retry-After (seconds), which is honoured as it is; 0: the
+    rest is the policy's, and auth doubles it while refusals repeat."""
 
 
 class RuntimeStateRequest(Msg, frozen=True, kw_only=True):

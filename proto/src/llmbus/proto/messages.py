@@ -72,6 +72,9 @@ class RouteRequest(Msg, frozen=True, kw_only=True):
     client: Client
     needs: Needs = Needs()
     body: msgspec.Raw
+    tokens: int = 0
+    """The edge's estimate of the tokens the request may use (prompt + completion),
+    which workers reserve against provider and credential TPM limits."""
 
 
 class Target(Msg, frozen=True, kw_only=True):

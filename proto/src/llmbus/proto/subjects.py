@@ -85,6 +85,7 @@ __all__ = [
     "AUTH_TOKENS_GET",
     "AUTH_USAGE_EVENTS",
     "CANCEL",
+    "CONTROL_COOLDOWNS",
     "CONTROL_COOLDOWNS_CLEARED",
     "CONTROL_PROVIDER_ENABLED",
     "CONTROL_REGISTRY",
@@ -227,6 +228,8 @@ AUTH_COOLDOWN_CLEAR: Endpoint[CooldownClear, CooldownCleared] = Endpoint(
 CONTROL_COOLDOWNS_CLEARED: Topic[CooldownCleared] = Topic(
     "control.v1.cooldowns.cleared", Codec(CooldownCleared)
 )
+CONTROL_COOLDOWNS: Topic[Cooldown] = Topic("control.v1.cooldowns", Codec(Cooldown))
+"""Auth to every router and worker: a rest lengthened because the upstream keeps refusing."""
 AUTH_MANAGEMENT_ATTEMPT: Endpoint[ManagementAttempt, ManagementVerdict] = Endpoint(
     "auth.v1.management.attempt",
     Codec(ManagementAttempt),
