@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import Counter
 
-from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
+from llmbus.auth.keys import KeyStore, KeyStoreUnavailable, verify_reply
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.bus import Bus, Delivery
 from llmbus.proto import (
@@ -17,7 +17,6 @@ from llmbus.proto import (
     CONTROL_PROVIDER_ENABLED,
     BusError,
     Cooldown,
-    KeyVerifyReply,
     KeyVerifyRequest,
     ProviderEnabled,
     ProviderToggle,
@@ -50,14 +49,13 @@ class AuthHandlers:
 
     async def verify_key(self, request: KeyVerifyRequest, delivery: Delivery) -> None:
         try:
-            client = await self.keys.lookup(request.key_hash)
+            info = await self.keys.lookup(request.key_hash)
         except KeyStoreUnavailable:
             KEY_CHECKS.labels("store_unavailable").inc()
             await self.bus.respond_error(delivery, _STORE_DOWN)
             return
-        KEY_CHECKS.labels("valid" if client is not None else "invalid").inc()
-        reply = KeyVerifyReply(valid=client is not None, client=client, ttl=self.cache_ttl if client else 5.0)
-        await self.bus.respond(delivery, AUTH_KEY_VERIFY, reply)
+        KEY_CHECKS.labels("valid" if info is not None else "invalid").inc()
+        await self.bus.respond(delivery, AUTH_KEY_VERIFY, verify_reply(info, self.cache_ttl))
 
     async def toggle_provider(self, request: ProviderToggle, delivery: Delivery) -> None:
         if request.provider not in self.providers:

@@ -10,9 +10,12 @@ from redis.asyncio import Redis
 
 from llmbus.auth.handlers import AuthHandlers
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
+from llmbus.auth.keys_handlers import KeyHandlers
+from llmbus.auth.lockouts import LockoutStore
 from llmbus.auth.quota import QuotaHandlers, QuotaStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
+from llmbus.auth.usage import UsageStore
 from llmbus.bus import Bus, connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
@@ -68,6 +71,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
+        await KeyHandlers(bus, keys, UsageStore(redis), LockoutStore(redis)).subscribe()
         quotas = QuotaHandlers(bus, QuotaStore(redis))
         await bus.subscribe(AUTH_QUOTA_RESERVE, quotas.reserve, queue=AUTH_QUOTA_RESERVE.queue)
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
