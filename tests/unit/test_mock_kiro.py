@@ -257,11 +257,14 @@ async def test_oidc_refresh_grant_issues_a_token_and_other_grants_are_unsupporte
     assert (
         await generate(http, conversation(user("hi")), token=response.json()["accessToken"])
     ).status_code == 200
+    other = await http.post("/token", json={**grant, "grantType": "authorization_code"})
+    assert other.status_code == 400
+    assert other.json()["error"] == "unsupported_grant_type"
     device = await http.post(
         "/token", json={**grant, "grantType": "urn:ietf:params:oauth:grant-type:device_code"}
     )
-    assert device.status_code == 400
-    assert device.json()["error"] == "unsupported_grant_type"
+    assert device.status_code == 401  # the device grant needs a client the mock registered
+    assert device.json()["error"] == "invalid_client"
     no_client = await http.post("/token", json={**grant, "clientSecret": ""})
     assert no_client.status_code == 401
 

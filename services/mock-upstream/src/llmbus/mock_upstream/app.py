@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmbus.mock_upstream import anthropic, copilot, gemini, kiro, openai
+from llmbus.mock_upstream import anthropic, copilot, gemini, github_device, kiro, openai
 from llmbus.mock_upstream.scenarios import Scenario
 from llmbus.mock_upstream.serve import MockState, json_response
 from llmbus.mock_upstream.settings import MockSettings
@@ -36,6 +36,7 @@ FAMILIES: dict[str, Any] = {
     "copilot": copilot,
     "gemini": gemini,
     "kiro": kiro,
+    "github": github_device,
 }
 """Family modules, each with `routes(state) -> list[Route]`. Anthropic comes before OpenAI:
 both serve `GET /v1/models`, and Anthropic's routes claim only requests with its headers."""

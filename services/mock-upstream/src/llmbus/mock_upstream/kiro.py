@@ -18,8 +18,10 @@
 - `POST /refreshToken` (Kiro's social login service): `{refreshToken}` in, a new
   `accessToken`, `refreshToken`, `profileArn` and `expiresIn` out.
 - `POST /token` (AWS SSO OIDC): `grantType: refresh_token` with `clientId`,
-  `clientSecret` and `refreshToken`; other grants (the device flow) are refused as
-  `unsupported_grant_type` until the device flow is mocked.
+  `clientSecret` and `refreshToken`; the device-code grant, client registration and
+  device authorisation are `aws_oidc.py`'s; other grants are `unsupported_grant_type`.
+- `POST /ListAvailableProfiles`: the account's one profile (`profiles[{arn,
+  profileName}]`), as an Identity Center login looks its profile ARN up.
 Refresh tokens containing `invalid` or `expired` are refused as the services do.
 """
 
@@ -36,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmbus.mock_upstream.aws_oidc import DEVICE_GRANT_TYPE, OidcDevices
 from llmbus.mock_upstream.openai import bearer
 from llmbus.mock_upstream.scenarios import Scenario
 from llmbus.mock_upstream.script import Answer, Prompt, ToolSpec, split
@@ -302,6 +305,7 @@ def _refresh_refused(token: object) -> bool:
 def routes(state: MockState) -> list[Route]:
     tokens = _Tokens(state.settings.kiro_token_seconds)
     dialect = KiroDialect(tokens)
+    devices = OidcDevices(state, tokens.issue)
 
     async def generate(request: Request) -> Response:
         return await serve(state, dialect, request)
@@ -318,6 +322,11 @@ def routes(state: MockState) -> list[Route]:
         ]
         return json_response({"defaultModel": {"modelId": "auto"}, "models": models})
 
+    async def list_profiles(request: Request) -> Response:
+        if not bearer(request) or tokens.refused(bearer(request)):
+            return json_response(_bad_token().body, 403)
+        return json_response({"profiles": [{"arn": PROFILE_ARN, "profileName": "MockProfile"}]})
+
     async def refresh_social(request: Request) -> Response:
         body = await _json(request)
         if _refresh_refused(body.get("refreshToken")):
@@ -326,6 +335,8 @@ def routes(state: MockState) -> list[Route]:
 
     async def oidc_token(request: Request) -> Response:
         body = await _json(request)
+        if body.get("grantType") == DEVICE_GRANT_TYPE:
+            return devices.token(body)
         if body.get("grantType") != "refresh_token":
             return json_response(
                 {"error": "unsupported_grant_type", "error_description": "Unsupported grant type"}, 400
@@ -343,4 +354,6 @@ def routes(state: MockState) -> list[Route]:
         Route("/ListAvailableModels", list_models, methods=["GET"]),
         Route("/refreshToken", refresh_social, methods=["POST"]),
         Route("/token", oidc_token, methods=["POST"]),
+        Route("/ListAvailableProfiles", list_profiles, methods=["POST"]),
+        *devices.routes(_json),
     ]

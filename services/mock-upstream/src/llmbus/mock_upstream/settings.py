@@ -31,6 +31,14 @@ class MockSettings(msgspec.Struct, frozen=True, kw_only=True):
     kiro_token_seconds: int = 3600
     """Lifetime of the Kiro access tokens the mock's `/refreshToken` and `/token` issue
     (the real ones last an hour); past it the chat API refuses them with 403, as Kiro does."""
+    device_approve_after: int = 2
+    """The poll of a device code (GitHub's and AWS SSO OIDC's) on which the mock's user
+    approves it; earlier polls are `authorization_pending`."""
+    device_code_seconds: int = 900
+    """Lifetime of a device code (GitHub's last 15 minutes); past it, `expired_token`."""
+    device_interval: int = 5
+    """The polling interval a device code asks for (seconds; GitHub's and AWS's is 5). A
+    poll sooner than it gets `slow_down`; 0 lets tests poll back to back."""
 
     @classmethod
     def env_vars(cls) -> tuple[str, ...]:
