@@ -32,6 +32,8 @@ from llmbus.providers.adapters import Adapter, CredentialSource
 from llmbus.providers.errors import CredentialUnavailable, UpstreamError, UpstreamStatus
 from llmbus.providers.http import HttpClient
 from llmbus.worker.emitter import Emitter
+from llmbus.worker.limits import Admission, Limits
+from llmbus.worker.rests import Rests
 from llmbus.worker.stats import Stats, error_class
 
 __all__ = ["Worker"]
@@ -59,6 +61,8 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         self.guard_prefix = bus.new_inbox()
         self.stats = Stats()
+        self.limits = Limits(bus)
+        self.rests = Rests()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._subscriptions: dict[str, Subscription] = {}
 
@@ -69,6 +73,7 @@ class Worker:
     async def start(self) -> None:
         await self.bus.subscribe_raw(self.guard_prefix + ".*", self._on_guard)
         await self.bus.subscribe(CANCEL, self._on_cancel)
+        await self.rests.start(self.bus)
         await self.serve(self.providers)
 
     async def serve(self, providers: dict[str, ConfiguredProvider]) -> None:
@@ -159,10 +164,14 @@ class Worker:
         adapter = self.adapters[provider.family]
         source = self.sources[provider.family]
         started_at = time.perf_counter()
+        began = time.time()
         failure: str | None = "cancelled"
+        admission: Admission | None = None
+        usage: Usage | None = None
         self.stats.begin(target.provider)
         try:
             chat = chat_codec.decode(request.body)
+            admission = await self.limits.admit(request, chat, provider, entry)
             credential = await source.get(provider, entry)
             call = adapter.build(provider, chat, target.upstream_model, credential)
             async with self.http.stream(
@@ -185,19 +194,21 @@ class Worker:
                     )
                 )
                 emitter.started = True
+                await self._recovered(target.provider, target.credential, target.upstream_model, began)
                 first = True
                 async for output in adapter.events(response, chat.stream):
                     if first and not isinstance(output, Done):
                         self.stats.first_token(target.provider, time.perf_counter() - started_at)
                         first = False
                     if isinstance(output, Usage):
+                        usage = output
                         self.stats.tokens(target.provider, output.prompt_tokens, output.completion_tokens)
                     await emitter.emit(output)
             failure = None
         except UpstreamError as exc:
             failure = error_class(exc)
             span.set_attribute("llmbus.error", exc.code)
-            await self._cool_down(provider, target.credential, exc)
+            await self._cool_down(provider, target.credential, target.upstream_model, exc)
             if exc.retryable and not emitter.started and request.plan:
                 await self._fail_over(request, emitter, exc)
                 return
@@ -214,9 +225,14 @@ class Worker:
             )
         finally:
             self.stats.end(target.provider, time.perf_counter() - started_at, failure)
+            if admission is not None:
+                await self.limits.settle(admission, usage, answered=emitter.started)
 
-    async def _cool_down(self, provider: ConfiguredProvider, credential: str, exc: UpstreamError) -> None:
-        """Rest a credential the upstream refused, for every router."""
+    async def _cool_down(
+        self, provider: ConfiguredProvider, credential: str, model: str, exc: UpstreamError
+    ) -> None:
+        """Rest a credential the upstream refused, for every router: after a 429 for
+        that model only (limits are usually per model), after a 401 or 403 for all."""
         if not isinstance(exc, UpstreamStatus | CredentialUnavailable) or exc.upstream_status not in (
             401,
             403,
@@ -237,11 +253,24 @@ class Worker:
             until=time.time() + seconds,
             reason=reason,
             status=exc.upstream_status,
+            model=model if exc.upstream_status == 429 else "",
+            retry_after=(exc.retry_after or 0.0) if exc.upstream_status == 429 else 0.0,
         )
+        self.rests.note(cooldown)
         try:
             await self.bus.publish(AUTH_COOLDOWN_EVENTS, cooldown, traced=False)
         except BusFailure:
             log.warning("cannot announce the cooldown of %s/%s", provider.name, credential)
+
+    async def _recovered(self, provider: str, credential: str, model: str, began: float) -> None:
+        """The upstream answered a request that started after the credential's rest:
+        say so, which ends its probation on every router and its streak at auth."""
+        for recovery in self.rests.recovered(provider, credential, model, began):
+            log.info("credential %s/%s works again after its rest", provider, credential)
+            try:
+                await self.bus.publish(AUTH_COOLDOWN_EVENTS, recovery, traced=False)
+            except BusFailure:
+                log.warning("cannot announce the recovery of %s/%s", provider, credential)
 
     async def _fail_over(self, request: ExecRequest, emitter: Emitter, exc: UpstreamError) -> None:
         emitter.close()
