@@ -11,8 +11,8 @@ lets only one trade per credential run at a time (concurrent requests wait for t
 answer instead of each asking GitHub), and forgets a token when the chat API refused it.
 The GitHub token never appears in an error message or a log line.
 
-`mint_copilot_token` (one trade) and `copilot_quota` (the account's premium-request
-quota) are public so that auth, which owns every OAuth credential, trades with the same
+`mint_copilot_token` (one trade) and `copilot_account` (the account's login and its
+premium-request quota) are public so that auth, which owns every OAuth credential, trades with the same
 code.
 """
 
@@ -39,9 +39,10 @@ __all__ = [
     "GITHUB_API",
     "INTEGRATION_ID",
     "USER_AGENT",
+    "CopilotAccount",
     "CopilotGrant",
     "CopilotTokens",
-    "copilot_quota",
+    "copilot_account",
     "editor_headers",
     "merge_headers",
     "mint_copilot_token",
@@ -265,19 +266,28 @@ class _Snapshots(msgspec.Struct, kw_only=True):
 
 
 class _User(msgspec.Struct, kw_only=True):
+    login: str = ""
     quota_snapshots: _Snapshots | None = None
 
 
 _user_decoder = msgspec.json.Decoder(_User)
 
 
-async def copilot_quota(
+class CopilotAccount(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a GitHub token belongs to and what is left of its premium requests."""
+
+    login: str = ""
+    quota: dict[str, float] = {}
+    """`premium_interactions.entitlement`, `.remaining`, `.percent_remaining` and
+    `.unlimited` (0 or 1); empty when unknown."""
+
+
+async def copilot_account(
     http: HttpClient, provider: ConfiguredProvider, github_token: str
-) -> dict[str, float]:
-    """The account's premium-request quota as `GET {GitHub API}/copilot_internal/user`
-    reports it: `premium_interactions.entitlement`, `.remaining`, `.percent_remaining`
-    (and `.unlimited` as 0 or 1). Empty when GitHub does not answer it: the quota is
-    informative, a failure to read it never fails a token."""
+) -> CopilotAccount:
+    """The account as `GET {GitHub API}/copilot_internal/user` reports it: its login and
+    its premium-request quota. Empty when GitHub does not answer: the account is
+    informative, failing to read it never fails a token."""
     url = f"{(provider.auth_endpoint or GITHUB_API).rstrip('/')}/copilot_internal/user"
     headers = {
         **editor_headers(provider.headers),
@@ -288,16 +298,19 @@ async def copilot_quota(
         status, _, body = await http.fetch("GET", url, headers=headers, proxy=provider.proxy_url)
         user = _user_decoder.decode(body) if status == 200 else _User()
     except (UpstreamError, msgspec.DecodeError, msgspec.ValidationError):
-        return {}
+        return CopilotAccount()
     premium = user.quota_snapshots.premium_interactions if user.quota_snapshots else None
-    if premium is None:
-        return {}
-    return {
-        "premium_interactions.entitlement": premium.entitlement,
-        "premium_interactions.remaining": premium.remaining,
-        "premium_interactions.percent_remaining": premium.percent_remaining,
-        "premium_interactions.unlimited": 1.0 if premium.unlimited else 0.0,
-    }
+    quota = (
+        {
+            "premium_interactions.entitlement": premium.entitlement,
+            "premium_interactions.remaining": premium.remaining,
+            "premium_interactions.percent_remaining": premium.percent_remaining,
+            "premium_interactions.unlimited": 1.0 if premium.unlimited else 0.0,
+        }
+        if premium is not None
+        else {}
+    )
+    return CopilotAccount(login=user.login, quota=quota)
 
 
 def _token_url(provider: ConfiguredProvider) -> str:
