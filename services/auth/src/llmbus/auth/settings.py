@@ -13,3 +13,8 @@ class AuthSettings(ServiceSettings, frozen=True, kw_only=True):
     key_sync_interval: float = 30.0
     """Seconds between two writes of the config's client keys to Redis, which bring them
     back after Redis lost its data."""
+    copilot_client_id: str = "Iv1.b507a08c87ecfe98"
+    """The GitHub OAuth app that Copilot logins sign in to: VS Code's Copilot extension,
+    the one Copilot's token service trusts."""
+    max_login_flows: int = 64
+    """Device-flow logins one replica polls at a time; more are refused until one ends."""

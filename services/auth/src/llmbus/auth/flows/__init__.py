@@ -5,6 +5,7 @@ background polling (`runner.py`) and the bus handlers (`handlers.py`)."""
 from llmbus.auth.flows.dialects import FlowRejected, LoginTarget, dialect_for
 from llmbus.auth.flows.handlers import FlowHandlers
 from llmbus.auth.flows.runner import CredentialSink, FlowRunner, TooManyFlows
+from llmbus.auth.flows.service import serve_flows
 from llmbus.auth.flows.store import FlowStore, UnknownFlow
 from llmbus.auth.flows.types import DeviceGrant, FlowFailed, Login, Pending, Refused
 
@@ -23,4 +24,5 @@ __all__ = [
     "TooManyFlows",
     "UnknownFlow",
     "dialect_for",
+    "serve_flows",
 ]
