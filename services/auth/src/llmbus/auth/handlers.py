@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
+import msgspec
 from prometheus_client import Counter
 
+from llmbus.auth.credentials import CredentialStore
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable, verify_reply
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.bus import Bus, Delivery
@@ -38,9 +40,18 @@ _STORE_DOWN = BusError(
 
 class AuthHandlers:
     def __init__(
-        self, bus: Bus, keys: KeyStore, runtime: RuntimeStore, providers: set[str], cache_ttl: float = 30.0
+        self,
+        bus: Bus,
+        keys: KeyStore,
+        runtime: RuntimeStore,
+        providers: set[str],
+        cache_ttl: float = 30.0,
+        *,
+        credentials: CredentialStore | None = None,
     ) -> None:
         self.bus = bus
+        self.credentials = credentials
+        """Stored credentials, whose health a starting router needs (None: none kept)."""
         self.keys = keys
         self.runtime = runtime
         self.providers = providers
@@ -85,6 +96,8 @@ class AuthHandlers:
     async def runtime_state(self, _: RuntimeStateRequest, delivery: Delivery) -> None:
         try:
             state = await self.runtime.state()
+            if self.credentials is not None:
+                state = msgspec.structs.replace(state, credentials=await self.credentials.list())
         except KeyStoreUnavailable:
             await self.bus.respond_error(delivery, _STORE_DOWN)
             return

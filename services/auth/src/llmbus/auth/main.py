@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
 
+from llmbus.auth.credential_handlers import CredentialService
 from llmbus.auth.handlers import AuthHandlers
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
 from llmbus.auth.keys_handlers import KeyHandlers
@@ -16,6 +17,7 @@ from llmbus.auth.quota import QuotaHandlers, QuotaStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
 from llmbus.auth.usage import UsageStore
+from llmbus.auth.vault import Vault
 from llmbus.bus import Bus, connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
@@ -56,6 +58,7 @@ async def _sync_keys(bus: Bus, keys: KeyStore, config: Config) -> None:
 
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
+    vault = Vault.from_settings(settings.token_key, settings.token_key_file, dev=settings.dev)
     async with AsyncExitStack() as stack:
         redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
@@ -66,7 +69,12 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         bus = await connect(settings.nats_url, name="llmbus-auth")
         stack.push_async_callback(bus.drain)
         await _sync_keys(bus, keys, config)
-        handlers = AuthHandlers(bus, keys, RuntimeStore(redis), set(configured_providers(config)))
+        credentials = CredentialService(bus, redis, vault, configured_providers(config))
+        stack.push_async_callback(credentials.close)
+        await credentials.start()
+        handlers = AuthHandlers(
+            bus, keys, RuntimeStore(redis), set(configured_providers(config)), credentials=credentials.store
+        )
         await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
         await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
@@ -82,6 +90,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
             nonlocal current
             current = new
             handlers.providers = set(configured_providers(new))
+            await credentials.apply(configured_providers(new))
             try:
                 await _sync_keys(bus, keys, new)
             except KeyStoreUnavailable:

@@ -13,6 +13,12 @@ class AuthSettings(ServiceSettings, frozen=True, kw_only=True):
     key_sync_interval: float = 30.0
     """Seconds between two writes of the config's client keys to Redis, which bring them
     back after Redis lost its data."""
+    token_key: str = ""
+    """Base64 of the 32-byte key that seals tokens at rest (more keys after it, separated
+    by commas, still open what they sealed: rotation). Without it or `token_key_file`,
+    auth refuses to start unless `dev` is set."""
+    token_key_file: str = ""
+    """A file holding `token_key` (docker secrets)."""
     copilot_client_id: str = "Iv1.b507a08c87ecfe98"
     """The GitHub OAuth app that Copilot logins sign in to: VS Code's Copilot extension,
     the one Copilot's token service trusts."""
