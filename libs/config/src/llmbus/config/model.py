@@ -11,6 +11,7 @@ Unknown keys are refused, so that a typo fails at start instead of being ignored
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 import msgspec
@@ -35,6 +36,7 @@ __all__ = [
     "LimitsConfig",
     "ModelEntry",
     "ProviderConfig",
+    "RemoteManagementConfig",
     "RoutingConfig",
     "Strategy",
 ]
@@ -305,10 +307,30 @@ class RoutingConfig(_Strict, frozen=True, kw_only=True):
     `fill-first`: always the first candidate (priority, then file order) until it fails."""
 
 
+class RemoteManagementConfig(_Strict, frozen=True, kw_only=True, rename="kebab"):
+    """Who may call the management API besides loopback clients (always allowed).
+    CLIProxyAPI's `remote-management.allow-remote`, plus a list of networks."""
+
+    allow_remote: bool = False
+    """False: the management API answers loopback clients only (127.0.0.0/8, ::1)."""
+    allowed_cidrs: list[str] = []
+    """With `allow-remote: true`, only clients in these networks; empty: any address."""
+
+    def __post_init__(self) -> None:
+        if self.allowed_cidrs and not self.allow_remote:
+            raise ValueError("`allowed-cidrs` needs `allow-remote: true`")
+        for cidr in self.allowed_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"`{cidr}` is not a network (expected `10.0.0.0/8` or `fd00::/8`)") from None
+
+
 class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     api_keys: list[str | ClientKey] = []
     management_key: str = ""
-    """Authorises the management API's writes (`PUT /v1/providers/{name}/enabled`)."""
+    """Authorises the management API (`/v1/keys`, provider switches, logins)."""
+    remote_management: RemoteManagementConfig = RemoteManagementConfig()
     routing: RoutingConfig = RoutingConfig()
     force_model_prefix: bool = False
     """When true, a plain model name only reaches providers that have no prefix."""
