@@ -14,6 +14,7 @@ from llmbus.config.model import (
     LimitsConfig,
     ModelEntry,
     ProviderConfig,
+    RemoteManagementConfig,
     RoutingConfig,
     Strategy,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "LimitsConfig",
     "ModelEntry",
     "ProviderConfig",
+    "RemoteManagementConfig",
     "RoutingConfig",
     "ServiceSettings",
     "SettingsError",

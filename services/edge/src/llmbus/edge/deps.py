@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from llmbus.api import AuthenticationFailed, PermissionDenied
+from llmbus.api import AuthenticationFailed, PermissionDenied, RateLimited
+from llmbus.edge.bus_errors import answered_by
 from llmbus.edge.context import EdgeContext
-from llmbus.proto import Client
+from llmbus.edge.keys import Caller
+from llmbus.proto import AUTH_MANAGEMENT_ATTEMPT, ManagementAttempt
 
 __all__ = ["Authenticated", "Context", "Manager", "api_key_of"]
 
@@ -32,7 +34,7 @@ def api_key_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def _client(request: Request, context: Context) -> Client:
+async def _caller(request: Request, context: Context) -> Caller:
     key = api_key_of(request)
     if not key:
         raise AuthenticationFailed(
@@ -42,12 +44,22 @@ async def _client(request: Request, context: Context) -> Client:
     return await context.keys.verify(key)
 
 
-Authenticated = Annotated[Client, Depends(_client)]
+Authenticated = Annotated[Caller, Depends(_caller)]
+"""The request's client and its key's limits."""
 
 
 async def _manager(request: Request, context: Context) -> str:
-    """Writes of the management API need the management key from the config file,
-    as `Authorization: Bearer`, `x-api-key` or `x-management-key`."""
+    """The management API needs the management key from the config file, as
+    `Authorization: Bearer`, `x-api-key` or `x-management-key`, from a client that the
+    config admits (loopback only by default) and that is not locked out. Returns the
+    actor named in auth's logs."""
+    source = request.client.host if request.client else ""
+    if not context.management.admits(source):
+        raise PermissionDenied(
+            "The management API answers local clients only: allow others with "
+            "`remote-management` in the config file.",
+            code="management_not_local",
+        )
     key = request.headers.get("x-management-key") or api_key_of(request)
     if not context.management.configured:
         raise PermissionDenied(
@@ -56,9 +68,22 @@ async def _manager(request: Request, context: Context) -> str:
         )
     if not key:
         raise AuthenticationFailed("This call needs the management key.", code="missing_management_key")
-    if not context.management.matches(key):
+    matches = context.management.matches(key)
+    # Asked on every call, the right key included: a locked-out source is refused even
+    # with it, or the lockout would not slow a guesser down.
+    with answered_by("auth"):
+        verdict = await context.bus.request(
+            AUTH_MANAGEMENT_ATTEMPT, ManagementAttempt(source=source, ok=matches), timeout=2.0
+        )
+    if verdict.locked:
+        raise RateLimited(
+            "Too many wrong management keys from this address: try again later.",
+            code="management_locked_out",
+            retry_after=verdict.retry_after,
+        )
+    if not matches:
         raise PermissionDenied("This call needs the management key.", code="invalid_management_key")
-    return "management"
+    return f"management@{source}"
 
 
 Manager = Annotated[str, Depends(_manager)]

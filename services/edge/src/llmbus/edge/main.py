@@ -11,6 +11,7 @@ import uvicorn
 
 from llmbus.bus import Inbox, connect
 from llmbus.config import Config, ConfigError, ConfigWatcher, load_config
+from llmbus.config.guard import UnsafeSettings, refuse_unsafe
 from llmbus.edge.app import create_app
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import KeyCache
@@ -26,17 +27,19 @@ log = logging.getLogger(__name__)
 
 async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeContext:
     config = load_config(settings.config)
-    bus = await connect(settings.nats_url, name="llmbus-edge")
+    bus = await connect(
+        settings.nats_url, name="llmbus-edge", user=settings.nats_user, password=settings.nats_password
+    )
     stack.push_async_callback(bus.drain)
     inbox = Inbox(bus)
     await inbox.start()
     keys = KeyCache(bus, settings.key_cache_ttl)
     await keys.start()
     await bus.flush()
-    management = ManagementKey(config.management_key)
+    management = ManagementKey(config.management_key, config.remote_management)
 
     async def apply(new: Config) -> None:
-        management.set(new.management_key)
+        management.set(new.management_key, new.remote_management)
 
     watcher = asyncio.create_task(ConfigWatcher(settings.config, apply).run())
     stack.callback(watcher.cancel)
@@ -56,9 +59,12 @@ def main() -> int:
     setup_logging("edge", settings.log_level)
     setup_tracing("edge")
     try:
-        load_config(settings.config)
+        refuse_unsafe(settings, load_config(settings.config))
     except ConfigError as exc:
         log.error("bad configuration:\n%s", exc)
+        return 1
+    except UnsafeSettings as exc:
+        log.error("%s", exc)
         return 1
     app = create_app(settings, build_context)
     loop = "asyncio" if sys.platform == "win32" else "uvloop"

@@ -20,7 +20,10 @@ from prometheus_client import Counter, Histogram
 from llmbus.api import ApiError, InvalidRequest
 from llmbus.edge.calls import Call, raise_for
 from llmbus.edge.context import EdgeContext
-from llmbus.proto import AnyEvent, ChatRequest, Client, Delta, Done, Error, Started, Usage
+from llmbus.edge.keys import Caller
+from llmbus.edge.limits import apply_key_limits
+from llmbus.edge.usage import report_usage
+from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
 
 __all__ = [
     "DURATION",
@@ -77,11 +80,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-async def open_call(context: EdgeContext, chat: ChatRequest, client: Client) -> tuple[Call, AnyEvent]:
+async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> tuple[Call, AnyEvent]:
     """Publish the request and wait for its first event (normally `Started`).
 
-    Raises the ApiError of a failure before the first byte (no worker, unknown model,
-    upstream refused), counted and with the call closed."""
+    Raises the ApiError of a request that the caller's key does not allow, and of a
+    failure before the first byte (no worker, unknown model, upstream refused), counted,
+    reported to auth and with the call closed."""
+    chat = apply_key_limits(chat, caller.limits)
     span = trace.get_current_span()
     span.set_attribute("llmbus.model", chat.model)
     span.set_attribute("llmbus.stream", chat.stream)
@@ -90,7 +95,7 @@ async def open_call(context: EdgeContext, chat: ChatRequest, client: Client) -> 
         context.bus,
         context.inbox,
         chat,
-        client,
+        caller.client,
         accept_timeout=settings.accept_timeout,
         idle_timeout=settings.idle_timeout,
         request_timeout=settings.request_timeout,
@@ -107,6 +112,7 @@ async def open_call(context: EdgeContext, chat: ChatRequest, client: Client) -> 
     except ApiError as exc:
         REQUESTS.labels(chat.model, str(exc.status)).inc()
         await call.close()
+        await report_usage(call, None, None, ok=False)
         raise
     except BaseException:
         await call.close()
@@ -148,6 +154,7 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
         REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
+        await report_usage(call, first, usage, ok=call.finished and status == "200")
 
 
 async def _stream(
@@ -187,3 +194,4 @@ async def _stream(
         REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
+        await report_usage(call, first, usage, ok=call.finished and status == "200")
