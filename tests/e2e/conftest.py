@@ -3,6 +3,8 @@ mock upstream; driven with the official SDKs."""
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from tests.e2e.otlp import OtlpReceiver
 CLIENT_KEY = "sk-test-client"
 MANAGEMENT_KEY = "mk-test-management"
 CONFIG = Path(__file__).with_name("config.yaml")
+TOKEN_KEY = base64.b64encode(os.urandom(32)).decode()
+"""Seals the stored tokens of the test stacks: a real key, as outside dev mode."""
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +61,7 @@ def stack(
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "LLMBUS_PROVIDERS": "openai,flaky,spare,broken,local,claude,gemini,copilot,kiro",
+            "LLMBUS_TOKEN_KEY": TOKEN_KEY,
             "LLMBUS_STATUS_INTERVAL": "0.5",
             "LLMBUS_ACCEPT_TIMEOUT": "2",
             # The edge gives up on a worker silent for 1.5 s; workers send heartbeats every

@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from llmbus.devstack.upstreams import mock_environment
 from llmbus.testing import Stack, StackPorts, start_nats, start_redis
-from tests.e2e.conftest import CLIENT_KEY
+from tests.e2e.conftest import CLIENT_KEY, TOKEN_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +35,7 @@ def own_stack(logs_dir: Path, config_file: Path) -> Iterator[Stack]:
             "LLMBUS_ACCEPT_TIMEOUT": "2",
             "LLMBUS_IDLE_TIMEOUT": "3",
             "LLMBUS_KEY_SYNC_INTERVAL": "0.5",
+            "LLMBUS_TOKEN_KEY": TOKEN_KEY,
         },
     )
     stack.start()
