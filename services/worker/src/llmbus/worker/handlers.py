@@ -14,6 +14,7 @@ import msgspec
 from opentelemetry import trace
 
 from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, Subscription, is_no_responders
+from llmbus.config import CredentialEntry
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     CANCEL,
@@ -35,6 +36,7 @@ from llmbus.worker.emitter import Emitter
 from llmbus.worker.limits import Admission, Limits
 from llmbus.worker.rests import Rests
 from llmbus.worker.stats import Stats, error_class
+from llmbus.worker.tokens import AuthTokens
 
 __all__ = ["Worker"]
 
@@ -151,6 +153,10 @@ class Worker:
             )
             return
         entry = provider.credential(target.credential)
+        if entry is None and isinstance(self.sources.get(provider.family), AuthTokens):
+            # A credential auth keeps beyond the config's (a device-flow login): auth
+            # knows it by name.
+            entry = CredentialEntry(name=target.credential)
         if entry is None:
             await emitter.emit(
                 Error(

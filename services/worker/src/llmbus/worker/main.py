@@ -16,11 +16,13 @@ from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import WORKER_STATUS, WorkerStatus
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import adapter_for
+from llmbus.providers.credentials import CredentialSource
 from llmbus.providers.http import HttpClient
 from llmbus.telemetry import serve_metrics
 from llmbus.worker.handlers import Worker
 from llmbus.worker.health import HealthChecker
 from llmbus.worker.settings import WorkerSettings
+from llmbus.worker.tokens import AUTH_OWNED_FAMILIES, AuthTokens
 
 __all__ = ["main", "serve", "served_providers"]
 
@@ -77,7 +79,13 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(http.aclose)
         bus = await connect(settings.nats_url, name=f"llmbus-worker-{settings.family}-{os.getpid()}")
         stack.push_async_callback(bus.drain)
-        worker = Worker(bus, http, providers, {settings.family: adapter}, settings.heartbeat_interval)
+        # Copilot and Kiro tokens come from auth, which owns those credentials.
+        sources: dict[str, CredentialSource] | None = (
+            {settings.family: AuthTokens(bus)} if settings.family in AUTH_OWNED_FAMILIES else None
+        )
+        worker = Worker(
+            bus, http, providers, {settings.family: adapter}, settings.heartbeat_interval, sources
+        )
         await worker.start()
         health = HealthChecker(http, worker.adapters, lambda: worker.providers, worker.sources)
 
