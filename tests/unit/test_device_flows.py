@@ -4,6 +4,7 @@ in-process: the real HttpClient over an ASGI transport, no sockets."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import httpx2
 import pytest
@@ -36,7 +37,9 @@ def github(http: HttpClient, client_id: str = "Iv1.test") -> GitHubDeviceFlow:
 
 
 def kiro(http: HttpClient, start_url: str = "https://view.awsapps.com/start") -> AwsOidcDeviceFlow:
-    method = "builder-id" if "view.awsapps" in start_url else "identity-center"
+    method: Literal["builder-id", "identity-center"] = (
+        "builder-id" if "view.awsapps" in start_url else "identity-center"
+    )
     return AwsOidcDeviceFlow(
         http, method=method, api=MOCK, oidc=MOCK, start_url=start_url, region="eu-west-1"
     )
