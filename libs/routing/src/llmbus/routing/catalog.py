@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from llmbus.proto import Needs, Target
 from llmbus.providers import ConfiguredProvider
 from llmbus.providers.runtime import ProviderModel
+from llmbus.routing.credentials import StoredCredentials
 from llmbus.routing.errors import NoRoute, RateLimited, UnknownModel, UnsupportedRequest
 from llmbus.routing.state import LiveState
 
@@ -59,8 +60,8 @@ class Catalog:
         self.force_model_prefix = force_model_prefix
         self._routes: dict[str, ModelRoute] = {}
         for provider in providers.values():
-            if not provider.credentials:
-                continue
+            if not provider.credentials and not StoredCredentials.can_log_in(provider):
+                continue  # (one that can log in gets credentials from auth at run time)
             for model in provider.models:
                 offer = Offer(provider, model)
                 for name in (model.name, *model.aliases):
@@ -99,6 +100,7 @@ class Catalog:
             o
             for o in route.offers
             if state.is_enabled(o.provider.name, o.provider.enabled)
+            and bool(state.credentials.listed(o.provider))
             and (provider is None or o.provider.name == provider)
         ]
         return ModelRoute(route.name, route.canonical, offers) if offers else None
@@ -108,13 +110,14 @@ class Catalog:
         take it: unknown or excluded model (404), nothing capable of what the request
         needs (400), every credential cooling down (429), every provider off (503)."""
         route = self._routes.get(model)
-        if route is None:
+        if route is None or not any(state.credentials.listed(o.provider) for o in route.offers):
             raise UnknownModel(model)
         tiers: dict[int, list[Target]] = {}
         fallback: list[Target] = []
         disabled: list[str] = []
         incapable: list[str] = []
         cooling: list[tuple[float, str]] = []
+        unhealthy: list[str] = []
         for offer in route.offers:
             provider = offer.provider
             if not state.is_enabled(provider.name, provider.enabled):
@@ -125,7 +128,8 @@ class Catalog:
                 incapable.append(f"{provider.name} does not support {missing}")
                 continue
             healthy = state.is_healthy(provider.name) and state.has_worker(provider.name) is not False
-            for credential in provider.credentials:
+            unhealthy += state.credentials.unhealthy(provider)
+            for credential in state.credentials.usable(provider):
                 until = state.cooling_until(provider.name, credential.name, now)
                 if until:
                     why = state.cooldown_reasons.get((provider.name, credential.name), "refused upstream")
@@ -147,6 +151,11 @@ class Catalog:
                 f"every credential that serves `{model}` is resting after upstream refusals ({reasons}); "
                 f"retry in {max(1, round(wait))}s",
                 retry_after=wait,
+            )
+        if unhealthy:
+            raise NoRoute(
+                f"every credential that serves `{model}` is unhealthy ({'; '.join(sorted(set(unhealthy)))})",
+                code="credentials_unhealthy",
             )
         if incapable:
             raise UnsupportedRequest(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from llmbus.routing.credentials import StoredCredentials
+
 __all__ = ["Health", "LiveState"]
 
 
@@ -34,6 +36,8 @@ class LiveState:
     workers_seen: dict[str, float] = field(default_factory=dict)
     """provider → monotonic time of the last heartbeat of a worker serving it."""
     worker_timeout: float = 15.0
+    credentials: StoredCredentials = field(default_factory=StoredCredentials)
+    """Credentials auth keeps (logins, config imports) and their health."""
 
     def is_enabled(self, provider: str, configured: bool) -> bool:
         return self.enabled.get(provider, configured)
