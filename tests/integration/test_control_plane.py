@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from llmbus.auth.cooldowns import CooldownHandlers
 from llmbus.auth.handlers import AuthHandlers
 from llmbus.auth.keys import KeyStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.bus import Bus, RemoteError, connect
-from llmbus.config import parse_config
+from llmbus.config import CooldownConfig, parse_config
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     AUTH_PROVIDER_TOGGLE,
@@ -58,7 +59,8 @@ async def auth(bus: Bus, redis_url: str) -> AsyncIterator[AuthHandlers]:
     handlers = AuthHandlers(bus, KeyStore(redis), RuntimeStore(redis), {"spare"})
     await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue="auth")
     await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue="auth")
-    await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
+    cooldowns = CooldownHandlers(bus, RuntimeStore(redis), {"spare": CooldownConfig()})
+    await bus.subscribe(AUTH_COOLDOWN_EVENTS, cooldowns.record, queue="auth")
     yield handlers
     await redis.aclose()
 

@@ -528,8 +528,8 @@ def test_a_cooldown_that_has_expired_frees_the_credential() -> None:
     state.cool_down("beta", "key-1", NOW - 1, "rate limited")
     candidates = catalog_of(TIERED).resolve("shared", Needs(), state, now=NOW)
     assert target("beta") in flat(candidates)
-    assert ("beta", "key-1") not in state.cooldowns
-    assert ("beta", "key-1") not in state.cooldown_reasons
+    assert ("beta", "key-1", "") not in state.cooldowns
+    assert ("beta", "key-1", "") not in state.cooldown_reasons
 
 
 def test_a_shorter_cooldown_does_not_cut_a_longer_one() -> None:
@@ -537,7 +537,7 @@ def test_a_shorter_cooldown_does_not_cut_a_longer_one() -> None:
     state.cool_down("beta", "key-1", NOW + 60, "first")
     state.cool_down("beta", "key-1", NOW + 10, "second")
     assert state.cooling_until("beta", "key-1", now=NOW) == NOW + 60
-    assert state.cooldown_reasons[("beta", "key-1")] == "first"
+    assert state.reason("beta", "key-1") == "first"
 
 
 def test_cooling_wins_over_incapable_when_explaining_why_nothing_can_serve() -> None:

@@ -130,9 +130,12 @@ class Catalog:
             healthy = state.is_healthy(provider.name) and state.has_worker(provider.name) is not False
             unhealthy += state.credentials.unhealthy(provider)
             for credential in state.credentials.usable(provider):
-                until = state.cooling_until(provider.name, credential.name, now)
+                until = state.take(provider.name, credential.name, offer.upstream_model, now)
                 if until:
-                    why = state.cooldown_reasons.get((provider.name, credential.name), "refused upstream")
+                    why = (
+                        state.reason(provider.name, credential.name, offer.upstream_model)
+                        or "refused upstream"
+                    )
                     cooling.append((until, f"{provider.name}/{credential.name}: {why}"))
                     continue
                 target = Target(

@@ -18,7 +18,6 @@ from llmbus.proto import (
     AUTH_STATE,
     CONTROL_PROVIDER_ENABLED,
     BusError,
-    Cooldown,
     KeyVerifyRequest,
     ProviderEnabled,
     ProviderToggle,
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 
 KEY_CHECKS = Counter("llmbus_auth_key_checks_total", "Client key verifications", ["result"])
 TOGGLES = Counter("llmbus_auth_provider_toggles_total", "Providers switched on or off", ["enabled"])
-COOLDOWNS = Counter("llmbus_auth_cooldowns_total", "Credential cooldowns recorded", ["provider"])
 
 _STORE_DOWN = BusError(
     status=503, code="auth_store_unavailable", message="the auth store (Redis) is unavailable"
@@ -102,10 +100,3 @@ class AuthHandlers:
             await self.bus.respond_error(delivery, _STORE_DOWN)
             return
         await self.bus.respond(delivery, AUTH_STATE, state)
-
-    async def record_cooldown(self, cooldown: Cooldown, _: Delivery) -> None:
-        COOLDOWNS.labels(cooldown.provider).inc()
-        try:
-            await self.runtime.add_cooldown(cooldown)
-        except KeyStoreUnavailable:
-            log.warning("cannot store the cooldown of %s/%s", cooldown.provider, cooldown.credential)

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
 
+from llmbus.auth.cooldowns import CooldownHandlers
 from llmbus.auth.credential_handlers import CredentialService
 from llmbus.auth.handlers import AuthHandlers
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
@@ -19,8 +20,9 @@ from llmbus.auth.settings import AuthSettings
 from llmbus.auth.usage import UsageStore
 from llmbus.auth.vault import Vault
 from llmbus.bus import Bus, connect, run_service
-from llmbus.config import Config, ConfigWatcher, load_config
+from llmbus.config import Config, ConfigWatcher, CooldownConfig, load_config
 from llmbus.proto import (
+    AUTH_COOLDOWN_CLEAR,
     AUTH_COOLDOWN_EVENTS,
     AUTH_KEY_EVENTS,
     AUTH_KEY_VERIFY,
@@ -56,6 +58,10 @@ async def _sync_keys(bus: Bus, keys: KeyStore, config: Config) -> None:
         await bus.publish(AUTH_KEY_EVENTS, KeyEvent(key_hash=key_hash))
 
 
+def _policies(config: Config) -> dict[str, CooldownConfig]:
+    return {name: provider.cooldown for name, provider in configured_providers(config).items()}
+
+
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
     vault = Vault.from_settings(settings.token_key, settings.token_key_file, dev=settings.dev)
@@ -78,7 +84,9 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
         await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
-        await bus.subscribe(AUTH_COOLDOWN_EVENTS, handlers.record_cooldown, queue="auth")
+        cooldowns = CooldownHandlers(bus, RuntimeStore(redis), _policies(config))
+        await bus.subscribe(AUTH_COOLDOWN_EVENTS, cooldowns.record, queue="auth")
+        await bus.subscribe(AUTH_COOLDOWN_CLEAR, cooldowns.clear, queue=AUTH_COOLDOWN_CLEAR.queue)
         await KeyHandlers(bus, keys, UsageStore(redis), LockoutStore(redis)).subscribe()
         quotas = QuotaHandlers(bus, QuotaStore(redis))
         await bus.subscribe(AUTH_QUOTA_RESERVE, quotas.reserve, queue=AUTH_QUOTA_RESERVE.queue)
@@ -90,6 +98,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
             nonlocal current
             current = new
             handlers.providers = set(configured_providers(new))
+            cooldowns.policies = _policies(new)
             await credentials.apply(configured_providers(new))
             try:
                 await _sync_keys(bus, keys, new)

@@ -25,6 +25,7 @@ from llmbus.proto import (
     EVENTS,
     EXEC,
     Cooldown,
+    CooldownCleared,
     Error,
     ExecRequest,
     ProviderEnabled,
@@ -137,7 +138,9 @@ class Router:
         for provider, enabled in snapshot.enabled.items():
             self.state.enabled.setdefault(provider, enabled)
         for cooldown in snapshot.cooldowns:
-            self.state.cool_down(cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason)
+            self.state.cool_down(
+                cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason, cooldown.model
+            )
 
     async def catch_up(self, max_delay: float = 5.0) -> None:
         """Fetch the runtime state from auth, retried until auth answers (it may start
@@ -164,14 +167,23 @@ class Router:
         log.info("provider %s %s", event.provider, "enabled" if event.enabled else "disabled")
 
     async def on_cooldown(self, event: Cooldown, _: Delivery) -> None:
-        self.state.cool_down(event.provider, event.credential, event.until, event.reason)
+        """A worker's refusal or recovery report, or auth's longer rest."""
+        if not event.until:
+            self.state.recovered(event.provider, event.credential, event.model)
+            return
+        self.state.cool_down(event.provider, event.credential, event.until, event.reason, event.model)
         log.info(
-            "credential %s/%s cooling down for %.0fs: %s",
+            "credential %s/%s cooling down for %.0fs%s: %s",
             event.provider,
             event.credential,
             event.until - time.time(),
+            f" for {event.model}" if event.model else "",
             event.reason,
         )
+
+    async def on_cooldowns_cleared(self, event: CooldownCleared, _: Delivery) -> None:
+        cleared = self.state.clear(event.provider, event.credential, event.model)
+        log.info("cooldowns of %s cleared: %d", event.provider, cleared)
 
     async def on_worker_status(self, status: WorkerStatus, _: Delivery) -> None:
         self.cluster.update(status)

@@ -13,6 +13,8 @@ from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     CONTROL_PROVIDER_ENABLED,
+    CONTROL_COOLDOWNS,
+    CONTROL_COOLDOWNS_CLEARED,
     CONTROL_REGISTRY,
     ROUTE,
     WORKER_STATUS,
@@ -38,6 +40,8 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
         await bus.subscribe(CONTROL_REGISTRY, router.on_query, queue=CONTROL_REGISTRY.queue)
 
+        await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
+        await bus.subscribe(CONTROL_COOLDOWNS_CLEARED, router.on_cooldowns_cleared)
         async def apply(new: Config) -> None:
             router.apply(new)
 

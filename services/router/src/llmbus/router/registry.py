@@ -118,23 +118,25 @@ class Registry:
         credentials = []
         cooldowns = []
         for credential in provider.credentials:
-            until = self.state.cooling_until(provider.name, credential.name, now)
+            # Rests for every model make the credential cool down; a rest for one model
+            # leaves it ready for the others.
+            rests = self.state.rests(provider.name, credential.name, now)
+            every = [until for model, until, _ in rests if not model]
             entry: Document = {
                 "name": credential.name,
                 "type": "token_file" if credential.token_file else "api_key",
-                "state": "cooling_down" if until else "ready",
+                "state": "cooling_down" if every else "ready",
             }
-            if until:
-                why = self.state.cooldown_reasons.get((provider.name, credential.name), "")
-                entry |= {"cooldown_until": until, "cooldown_reason": why}
-                cooldowns.append(
-                    {
-                        "credential": credential.name,
-                        "until": until,
-                        "remaining_s": round(until - now, 1),
-                        "reason": why,
-                    }
-                )
+            if every:
+                entry |= {"cooldown_until": every[0], "cooldown_reason": rests[0][2]}
+            for model, until, why in rests:
+                cooldown: Document = {
+                    "credential": credential.name,
+                    "until": until,
+                    "remaining_s": round(until - now, 1),
+                    "reason": why,
+                }
+                cooldowns.append(cooldown | {"model": model} if model else cooldown)
             credentials.append(entry)
         health = self.state.health.get(provider.name)
         totals = self.cluster.totals().get(provider.name)
