@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from llmbus.auth.flows.dialects import DialectFactory, LoginTarget
-from llmbus.auth.flows.store import FlowRecord, FlowState, FlowStore, FlowStoreError
+from llmbus.auth.flows.store import FlowRecord, FlowState, FlowStore, FlowStoreError, UnknownFlow
 from llmbus.auth.flows.types import DeviceDialect, DeviceGrant, FlowFailed, Login, Pending, Refused
 from llmbus.auth.stored_secret import StoredSecret
 from llmbus.proto import CredentialInfo, DeviceFlow, DeviceFlowStart, DeviceFlowStatus
@@ -161,6 +161,8 @@ class FlowRunner:
                 if not await self.store.renew(record.flow_id):
                     log.info("login %s: lease lost, another replica polls it", record.flow_id)
                     return
+                if (await self.store.get(record.flow_id)).status != "pending":
+                    return  # another replica took it over while this one stalled, and ended it
                 outcome = await dialect.poll(grant, interval)
                 match outcome:
                     case Pending():
@@ -183,6 +185,8 @@ class FlowRunner:
                         return
         except FlowFailed as exc:
             await self._end(record, "error", error=str(exc))
+        except UnknownFlow:
+            return  # expired in Redis meanwhile: nobody can ask for it any more
         except FlowStoreError:
             log.error("login %s: the flow store is unavailable; another replica resumes it", record.flow_id)
         except asyncio.CancelledError:

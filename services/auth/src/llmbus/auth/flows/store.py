@@ -44,8 +44,10 @@ _KEEP_ENDED = 300
 FlowState = Literal["pending", "success", "expired", "denied", "error"]
 
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] or not holder then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """
@@ -151,7 +153,8 @@ class FlowStore:
             return False
 
     async def renew(self, flow_id: str) -> bool:
-        """Extend this replica's lease; False when it lapsed and another replica has it."""
+        """Extend this replica's lease (or take it again when it lapsed unclaimed, after a
+        long `slow_down`); False when another replica holds it now."""
         try:
             return bool(await self.redis.eval(_RENEW, 1, _LEASE + flow_id, self.owner, self.lease_ms))
         except RedisError:
