@@ -89,7 +89,7 @@ class StoredCredentials:
         info = self.info(provider, credential)
         if info is None:
             return {}
-        return {
+        document: dict[str, Any] = {
             "type": info.kind,
             "account": info.account or None,
             "healthy": info.healthy,
@@ -97,6 +97,9 @@ class StoredCredentials:
             "expires_at": info.expires_at or None,
             "quota": dict(info.quota),
         }
+        if not info.healthy:
+            document["state"] = "unhealthy"
+        return document
 
     def _healthy(self, provider: str, credential: str) -> bool:
         info = self.info(provider, credential)

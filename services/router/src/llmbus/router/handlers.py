@@ -26,6 +26,7 @@ from llmbus.proto import (
     EXEC,
     Cooldown,
     CooldownCleared,
+    CredentialEvent,
     Error,
     ExecRequest,
     ProviderEnabled,
@@ -137,6 +138,7 @@ class Router:
         arrived meanwhile are newer and win: the snapshot only fills what they did not set."""
         for provider, enabled in snapshot.enabled.items():
             self.state.enabled.setdefault(provider, enabled)
+        self.state.credentials.load(snapshot.credentials)
         for cooldown in snapshot.cooldowns:
             self.state.cool_down(
                 cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason, cooldown.model
@@ -184,6 +186,13 @@ class Router:
     async def on_cooldowns_cleared(self, event: CooldownCleared, _: Delivery) -> None:
         cleared = self.state.clear(event.provider, event.credential, event.model)
         log.info("cooldowns of %s cleared: %d", event.provider, cleared)
+
+    async def on_credential(self, event: CredentialEvent, _: Delivery) -> None:
+        """Auth stored, removed or re-judged a credential (a login, a failed refresh)."""
+        self.state.credentials.apply(event)
+        info = event.credential
+        why = f": {info.reason}" if event.action == "unhealthy" and info.reason else ""
+        log.info("credential %s/%s %s%s", info.provider, info.id, event.action, why)
 
     async def on_worker_status(self, status: WorkerStatus, _: Delivery) -> None:
         self.cluster.update(status)

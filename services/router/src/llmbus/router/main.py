@@ -12,6 +12,7 @@ from llmbus.bus import connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
+    AUTH_CREDENTIAL_EVENTS,
     CONTROL_PROVIDER_ENABLED,
     CONTROL_COOLDOWNS,
     CONTROL_COOLDOWNS_CLEARED,
@@ -36,6 +37,7 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         router = Router(bus, config)
         await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, router.on_cooldown)
+        await bus.subscribe(AUTH_CREDENTIAL_EVENTS, router.on_credential)
         await bus.subscribe(WORKER_STATUS, router.on_worker_status)
         await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
         await bus.subscribe(CONTROL_REGISTRY, router.on_query, queue=CONTROL_REGISTRY.queue)

@@ -50,7 +50,9 @@ class Registry:
             return "disabled"
         if not provider.enabled:  # off in the config, switched on at run time
             provider = msgspec.structs.replace(provider, enabled=True)
-        return provider.unroutable_reason or self.cluster.missing_worker(provider.name, provider.family)
+        return self.state.credentials.unroutable(provider) or self.cluster.missing_worker(
+            provider.name, provider.family
+        )
 
     def _summary(self, provider: ConfiguredProvider) -> Document:
         reason = self._reason(provider)
@@ -69,7 +71,7 @@ class Registry:
             "priority": provider.priority,
             "prefix": provider.prefix,
             "models": len(provider.models),
-            "credentials": len(provider.credentials),
+            "credentials": len(self.state.credentials.listed(provider)),
             "features": _features(provider.features),
             "max_tokens": provider.max_tokens,
         }
@@ -117,7 +119,7 @@ class Registry:
         now = time.time()
         credentials = []
         cooldowns = []
-        for credential in provider.credentials:
+        for credential in self.state.credentials.listed(provider):
             # Rests for every model make the credential cool down; a rest for one model
             # leaves it ready for the others.
             rests = self.state.rests(provider.name, credential.name, now)
@@ -137,6 +139,8 @@ class Registry:
                     "reason": why,
                 }
                 cooldowns.append(cooldown | {"model": model} if model else cooldown)
+            # Credentials auth keeps: their kind, account, health (and why not), quota.
+            entry |= self.state.credentials.document(provider.name, credential.name)
             credentials.append(entry)
         health = self.state.health.get(provider.name)
         totals = self.cluster.totals().get(provider.name)
