@@ -14,6 +14,7 @@ import msgspec
 
 from llmbus.api import ApiError, GatewayTimeout, Unavailable, UpstreamFailed, error_from_status
 from llmbus.bus import Bus, BusFailure, Delivery, Inbox, StreamInbox, is_no_responders
+from llmbus.edge.quota import Reservation
 from llmbus.proto import (
     CANCEL,
     EVENTS,
@@ -46,10 +47,16 @@ class Call:
         accept_timeout: float,
         idle_timeout: float,
         request_timeout: float,
+        tokens: int = 0,
+        reservation: Reservation | None = None,
     ) -> None:
         self.bus = bus
         self.chat = chat
         self.client = client
+        self.tokens = tokens
+        """The estimate of the tokens the request may use, for provider limits."""
+        self.reservation = reservation
+        """What the client key's limits reserved, settled when the request ends."""
         self.request_id = uuid.uuid4().hex
         self._inbox_cm = inbox.open(self.request_id)
         self.reply, self._queue = self._inbox_cm.__enter__()
@@ -72,6 +79,7 @@ class Call:
             client=self.client,
             needs=Needs(streaming=chat.stream, tools=bool(chat.tools), vision=chat.has_images()),
             body=msgspec.Raw(chat_codec.encode(chat)),
+            tokens=self.tokens,
         )
         try:
             await self.bus.publish(ROUTE, request, reply=self.reply)

@@ -22,6 +22,7 @@ from llmbus.edge.calls import Call, raise_for
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
+from llmbus.edge.quota import estimate, reserve, settle
 from llmbus.edge.usage import report_usage
 from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
 
@@ -87,6 +88,8 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
     failure before the first byte (no worker, unknown model, upstream refused), counted,
     reported to auth and with the call closed."""
     chat = apply_key_limits(chat, caller.limits)
+    tokens = estimate(chat)
+    reservation = await reserve(context.bus, caller, tokens)
     span = trace.get_current_span()
     span.set_attribute("llmbus.model", chat.model)
     span.set_attribute("llmbus.stream", chat.stream)
@@ -99,6 +102,8 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
         accept_timeout=settings.accept_timeout,
         idle_timeout=settings.idle_timeout,
         request_timeout=settings.request_timeout,
+        tokens=tokens,
+        reservation=reservation,
     )
     span.set_attribute("llmbus.request_id", call.request_id)
     try:
@@ -113,9 +118,11 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
         REQUESTS.labels(chat.model, str(exc.status)).inc()
         await call.close()
         await report_usage(call, None, None, ok=False)
+        await settle(call.bus, call.reservation, None, answered=False)
         raise
     except BaseException:
         await call.close()
+        await settle(call.bus, call.reservation, None, answered=False)
         raise
     return call, first
 
@@ -155,6 +162,7 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
         await report_usage(call, first, usage, ok=call.finished and status == "200")
+        await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
 
 
 async def _stream(
@@ -195,3 +203,4 @@ async def _stream(
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
         await report_usage(call, first, usage, ok=call.finished and status == "200")
+        await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))

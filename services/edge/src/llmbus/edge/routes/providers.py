@@ -13,7 +13,13 @@ from fastapi.responses import Response
 from llmbus.api import InvalidRequest
 from llmbus.edge.bus_errors import answered_by
 from llmbus.edge.deps import Authenticated, Context, Manager
-from llmbus.proto import AUTH_PROVIDER_TOGGLE, ProviderToggle, RegistryQuery
+from llmbus.proto import (
+    AUTH_COOLDOWN_CLEAR,
+    AUTH_PROVIDER_TOGGLE,
+    CooldownClear,
+    ProviderToggle,
+    RegistryQuery,
+)
 
 __all__ = ["router"]
 
@@ -67,6 +73,27 @@ async def set_enabled(name: str, request: Request, context: Context, actor: Mana
             timeout=3,
         )
     document = {"provider": event.provider, "enabled": event.enabled, "changed_at": event.at}
+    return Response(_encode(document), media_type="application/json")
+
+
+@router.delete("/v1/providers/{name}/cooldowns")
+async def clear_cooldowns(
+    name: str, context: Context, actor: Manager, credential: str = "", model: str = ""
+) -> Response:
+    """End the provider's credential rests now on every router: all of them, or those of
+    one credential and/or one upstream model."""
+    with answered_by("auth"):
+        cleared = await context.bus.request(
+            AUTH_COOLDOWN_CLEAR,
+            CooldownClear(provider=name, credential=credential, model=model, actor=actor),
+            timeout=3,
+        )
+    document = {
+        "provider": cleared.provider,
+        "credential": cleared.credential or None,
+        "model": cleared.model or None,
+        "cleared": cleared.cleared,
+    }
     return Response(_encode(document), media_type="application/json")
 
 
