@@ -38,9 +38,26 @@ def test_client_keys_accept_strings_and_named_entries() -> None:
     assert [(k.key, k.name) for k in config.client_keys()] == [("k1", "key-1"), ("k2", "ops")]
 
 
+def test_the_management_api_is_local_only_unless_remote_management_allows_more() -> None:
+    assert not load_config("config.example.yaml", environ={}).remote_management.allow_remote
+    config = parse_config(
+        "remote-management:\n  allow-remote: true\n  allowed-cidrs: [10.0.0.0/8, fd00::/8]\n", environ={}
+    )
+    assert config.remote_management.allowed_cidrs == ["10.0.0.0/8", "fd00::/8"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        (
+            "remote-management:\n  allowed-cidrs: [10.0.0.0/8]\n",
+            "cfg.yaml:2:3: remote-management: `allowed-cidrs` needs `allow-remote: true`",
+        ),
+        (
+            "remote-management:\n  allow-remote: true\n  allowed-cidrs: [office]\n",
+            "cfg.yaml:2:3: remote-management: `office` is not a network "
+            "(expected `10.0.0.0/8` or `fd00::/8`)",
+        ),
         (
             "providers:\n  openai:\n    models: [1]\n",
             "cfg.yaml:3:14: providers.openai.models[0]: Expected `str | object`, got `int`",
