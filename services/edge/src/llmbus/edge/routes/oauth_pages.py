@@ -101,6 +101,7 @@ async function login(event) {
       await sleep(Math.max(1, flow.interval));
       const state = await call('GET', '/v0/oauth/flows/' + encodeURIComponent(flow.flow_id));
       if (state.status === 'pending') continue;
+      $('flow').hidden = true;
       if (state.status === 'success') {
         say('Signed in. New credential: ' + state.provider + '/' + state.credential, 'ok');
       } else {
