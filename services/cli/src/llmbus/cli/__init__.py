@@ -1,0 +1,1 @@
+"""`llmbus`: the command line for a running gateway (client keys, provider logins)."""

@@ -1,0 +1,5 @@
+import sys
+
+from llmbus.cli.main import main
+
+sys.exit(main())
