@@ -120,17 +120,17 @@ class Registry:
         credentials = []
         cooldowns = []
         for credential in self.state.credentials.listed(provider):
-            # Rests for every model make the credential cool down; a rest for one model
-            # leaves it ready for the others.
+            # A credential resting for one model still serves the others: `cooldowns`
+            # says which model each rest is for (none: every model).
             rests = self.state.rests(provider.name, credential.name, now)
-            every = [until for model, until, _ in rests if not model]
             entry: Document = {
                 "name": credential.name,
                 "type": "token_file" if credential.token_file else "api_key",
-                "state": "cooling_down" if every else "ready",
+                "state": "cooling_down" if rests else "ready",
             }
-            if every:
-                entry |= {"cooldown_until": every[0], "cooldown_reason": rests[0][2]}
+            if rests:
+                latest = max(rests, key=lambda rest: rest[1])
+                entry |= {"cooldown_until": latest[1], "cooldown_reason": latest[2]}
             for model, until, why in rests:
                 cooldown: Document = {
                     "credential": credential.name,
