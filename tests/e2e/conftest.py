@@ -73,6 +73,8 @@ def stack(
             "LLMBUS_MOCK_CHUNKS": "5",
             "LLMBUS_MOCK_HANG_SECONDS": "60",
             "LLMBUS_MOCK_RETRY_AFTER_SECONDS": "5",
+            # Device-flow logins poll every second (instead of GitHub's and AWS's 5 s).
+            "LLMBUS_MOCK_DEVICE_INTERVAL": "1",
         },
     )
     stack.start()
