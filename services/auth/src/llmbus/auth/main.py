@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from llmbus.auth.cooldowns import CooldownHandlers
 from llmbus.auth.credential_handlers import CredentialService
+from llmbus.auth.flows import serve_flows
 from llmbus.auth.handlers import AuthHandlers
 from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
 from llmbus.auth.keys_handlers import KeyHandlers
@@ -93,6 +94,16 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
 
         current = config
+        await serve_flows(
+            stack,
+            bus,
+            redis,
+            vault,
+            credentials.store,
+            lambda: configured_providers(current),
+            copilot_client_id=settings.copilot_client_id,
+            max_flows=settings.max_login_flows,
+        )
 
         async def apply(new: Config) -> None:
             nonlocal current
