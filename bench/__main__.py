@@ -91,6 +91,8 @@ def main() -> int:
             **mock_environment(f"http://127.0.0.1:{ports.mock}", log_dir / "state", {}),
             "LLMBUS_MOCK_CHUNKS": str(args.chunks),
             "LLMBUS_LOG_LEVEL": "warning",
+            # The example file's keys: accepted in development mode only.
+            "LLMBUS_DEV": "1",
         },
     )
     stack.start()

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from llmbus.auth.settings import AuthSettings
+from llmbus.bus.access import authorization, password_variable, service_users
 from llmbus.config import parse_config
 from llmbus.edge.settings import EdgeSettings
 from llmbus.mock_upstream.settings import MockSettings
@@ -251,3 +252,43 @@ def test_docker_compose_accepts_the_file() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- the closed bus ----------------------------------------------------------------------
+
+NATS_CONF = ROOT / "infra" / "nats" / "nats.conf"
+ROLE_OF = {"edge": "edge", "router": "router", "auth": "auth", "worker": "worker"}
+
+
+def test_nats_conf_carries_the_users_the_subject_table_renders() -> None:
+    rendered = authorization(service_users())
+    assert NATS_CONF.read_text().endswith(rendered), (
+        "infra/nats/nats.conf is out of date with the subject table; regenerate its users with\n"
+        "  .venv/bin/python -c 'import llmbus.bus.access as a; "
+        'print(a.authorization(a.service_users()), end="")\'\n'
+        "and replace the `authorization` block at its end"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(n for n in OURS if _module(OURS[n]) in ROLE_OF))
+def test_every_service_connects_as_its_own_nats_user(name: str) -> None:
+    env = OURS[name].environment
+    user = env["LLMBUS_NATS_USER"]
+    assert user == ROLE_OF[_module(OURS[name])]
+    # A password compose insists on (`:?`), the one nats.conf expects for that user.
+    assert env["LLMBUS_NATS_PASSWORD"].startswith("${" + password_variable(user) + ":?")
+    assert password_variable(user) in COMPOSE_FILE.services["nats"].environment
+
+
+def test_nothing_but_the_edge_listens_beyond_its_container() -> None:
+    for name, service in OURS.items():
+        host = service.environment.get("LLMBUS_METRICS_HOST", "127.0.0.1")
+        assert host == "127.0.0.1", f"{name}'s metrics need not leave the container"
+    assert OURS["edge"].environment["LLMBUS_HOST"] == "0.0.0.0"
+
+
+def test_the_demo_runs_in_development_mode_with_its_own_bus_passwords() -> None:
+    demo = _demo_env()
+    assert demo["LLMBUS_DEV"] == "1"
+    for role in ("edge", "router", "worker", "auth"):
+        assert demo[password_variable(role)]

@@ -15,6 +15,7 @@ import pytest
 from llmbus.devstack.upstreams import mock_environment
 from llmbus.providers.adapters import FAMILIES
 from llmbus.testing import Stack, StackPorts
+from llmbus.testing.bususers import BusUsers
 from tests.e2e.otlp import OtlpReceiver
 
 CLIENT_KEY = "sk-test-client"
@@ -41,7 +42,12 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def stack(
-    nats_url: str, redis_url: str, logs_dir: Path, otlp: OtlpReceiver, config_file: Path
+    nats_url: str,
+    nats_users: BusUsers,
+    redis_url: str,
+    logs_dir: Path,
+    otlp: OtlpReceiver,
+    config_file: Path,
 ) -> Iterator[Stack]:
     ports = StackPorts.pick(prefer_defaults=False)
     ports.nats = int(nats_url.rsplit(":", 1)[1])
@@ -52,6 +58,7 @@ def stack(
         log_dir=logs_dir / "stack",
         ports=ports,
         with_infra=False,
+        bus_users=nats_users,
         replicas=2,
         # Two openai workers prove the cluster-wide parts; one of each other family.
         workers={family: 2 if family == "openai" else 1 for family in FAMILIES},

@@ -71,7 +71,9 @@ async def test_the_gateway_recovers_when_nats_comes_back(
         await own_client.chat.completions.create(model="gpt-4o-mini", messages=USER)
     assert caught.value.status_code == 503, "no bus: a clear 503, not a hang"
     assert time.monotonic() - began < 5
-    own_stack.processes["nats"] = start_nats(own_stack.ports.nats, own_stack.log_dir)
+    own_stack.processes["nats"] = start_nats(
+        own_stack.ports.nats, own_stack.log_dir, users=own_stack.bus_users
+    )
     for _ in range(100):
         if await _answers(own_client):
             break

@@ -11,17 +11,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError as NatsNoResponders
 from nats.errors import TimeoutError as NatsTimeout
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from llmbus.bus.access import inbox_prefix
 from llmbus.bus.dispatch import dispatch
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.protocol import Delivery, Subscription
@@ -44,8 +46,32 @@ def is_no_responders(msg: Delivery) -> bool:
     return not msg.data and headers is not None and headers.get("Status") == "503"
 
 
-async def connect(url: str, name: str, timeout: float = 10.0) -> NatsBus:
-    """Connect to NATS; reconnect forever afterwards. Fails after `timeout` seconds."""
+def _redacted(url: str) -> str:
+    """The URL without the password it may carry (`nats://user:pass@host`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def connect(
+    url: str, name: str, timeout: float = 10.0, *, user: str = "", password: str = ""
+) -> NatsBus:
+    """Connect to NATS; reconnect forever afterwards. Fails after `timeout` seconds, or at
+    once when the server refuses the credentials.
+
+    With a `user`, the connection's reply inboxes live under that user's own prefix
+    (`llmbus.bus.access.inbox_prefix`), the only inboxes its permissions let it read."""
+    credentials: dict[str, Any] = {}
+    if password:
+        credentials = {"user": user, "password": password}
+    if user:
+        credentials["inbox_prefix"] = inbox_prefix(user)
+    where = _redacted(url)
+    who = f"user {user!r}" if user else "a connection without credentials"
+    refused = asyncio.Event()
 
     async def closed() -> None:
         log.info("bus connection closed")
@@ -57,33 +83,66 @@ async def connect(url: str, name: str, timeout: float = 10.0) -> NatsBus:
         log.info("bus reconnected")
 
     async def error(exc: Exception) -> None:
-        log.warning("bus error: %s", exc)
+        text = str(exc).lower()
+        if "permissions violation" in text:
+            # A service tried a subject its NATS user may not use: a bug or an intrusion.
+            log.error("bus refused: %s", exc)
+        elif "authorization violation" in text:
+            refused.set()
+            log.error("NATS at %s refused %s", where, who)
+        else:
+            log.warning("bus error: %s", exc)
+
+    options: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": 2,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "ping_interval": 10,
+        "max_outstanding_pings": 3,
+        "closed_cb": closed,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+        **credentials,
+    }
+    clients: list[NATS] = []
 
     async def attempt() -> NATS:
         while True:
+            nc = NATS()
+            clients.append(nc)
             try:
-                return await nats.connect(
-                    url,
-                    name=name,
-                    connect_timeout=2,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    ping_interval=10,
-                    max_outstanding_pings=3,
-                    closed_cb=closed,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                )
+                await nc.connect(url, **options)
+                return nc
             except (NoServersError, OSError, NatsTimeout):
                 await asyncio.sleep(0.25)
 
+    # nats-py retries refused credentials as it retries an absent server: racing the
+    # connection with the first refusal fails at once instead of at the timeout.
+    connecting = asyncio.ensure_future(asyncio.wait_for(attempt(), timeout))
+    refusal = asyncio.ensure_future(refused.wait())
     try:
-        nc = await asyncio.wait_for(attempt(), timeout)
-    except TimeoutError:
-        raise BusUnavailable(f"cannot connect to NATS at {url} within {timeout:g}s") from None
-    return NatsBus(nc)
+        await asyncio.wait({connecting, refusal}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        refusal.cancel()
+    if refused.is_set() and not connecting.done():
+        connecting.cancel()
+    try:
+        return NatsBus(await connecting)
+    except (asyncio.CancelledError, TimeoutError, NatsError) as exc:
+        if isinstance(exc, asyncio.CancelledError) and not refused.is_set():
+            raise  # our caller is being cancelled, not the connection refused
+        if clients:
+            await clients[-1].close()
+        if refused.is_set():
+            raise BusUnavailable(
+                f"NATS at {where} refused {who}: check LLMBUS_NATS_USER and LLMBUS_NATS_PASSWORD"
+            ) from None
+        if isinstance(exc, NatsError):
+            raise BusUnavailable(f"cannot connect to NATS at {where}: {exc}") from None
+        raise BusUnavailable(f"cannot connect to NATS at {where} within {timeout:g}s") from None
 
 
 class NatsBus:

@@ -1,6 +1,8 @@
 """Read, interpolate and validate the configuration file.
 
-Strings may reference the environment as `${NAME}` (required) or `${NAME:-default}`.
+Strings may reference the environment as `${NAME}` (required) or `${NAME:-default}`;
+a reference is also satisfied by `NAME_FILE`, the path of a file holding the value
+(docker secrets), read as the settings read theirs.
 Every problem is reported with the file, the key path, the line and what was expected:
 an unknown key with the valid key closest to it, a value outside a fixed set with the
 set's values.
@@ -23,6 +25,7 @@ import yaml
 from llmbus.config.errors import ConfigError, ConfigProblem, did_you_mean
 from llmbus.config.model import Config, ProviderConfig
 from llmbus.config.normalize import normalize
+from llmbus.config.settings import SettingsError, read_variable
 
 __all__ = ["load_config", "parse_config"]
 
@@ -186,8 +189,14 @@ def _interpolate(
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in env and env[name] != "":
-                return env[name]
+            try:
+                value = read_variable(name, env)
+            except SettingsError as exc:
+                line, column = _locate(root, keys)
+                problems.append(ConfigProblem(file, _dotted(keys), str(exc), line, column))
+                return ""
+            if value:
+                return value
             if default is not None:
                 return default
             line, column = _locate(root, keys)

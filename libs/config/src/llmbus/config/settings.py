@@ -1,22 +1,25 @@
 """Typed service settings read once from the environment.
 
-Every field of a settings class is read from `LLMBUS_<FIELD NAME IN UPPER CASE>`;
-values are converted to the field's type and validated when the service starts, and a
-bad value fails fast with the variable's name. The OpenTelemetry SDK reads the standard
-`OTEL_*` variables itself.
+Every field of a settings class is read from `LLMBUS_<FIELD NAME IN UPPER CASE>`, or
+from the file that `LLMBUS_<FIELD NAME>_FILE` names (docker secrets: a secret is then
+never in the environment; one trailing newline is dropped). Values are converted to the
+field's type and validated when the service starts, and a bad value fails fast with the
+variable's name. The OpenTelemetry SDK reads the standard `OTEL_*` variables itself.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self
 
 import msgspec
 
-__all__ = ["ServiceSettings", "SettingsError"]
+__all__ = ["FILE_SUFFIX", "ServiceSettings", "SettingsError", "read_variable"]
 
 PREFIX = "LLMBUS_"
+FILE_SUFFIX = "_FILE"
 
 
 class SettingsError(ValueError):
@@ -34,11 +37,20 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Development mode (`make run` sets it): the shipped example keys, a bus without
     passwords and tokens stored with a development key are accepted. Outside it, a
     service refuses to start with any of them."""
+    nats_user: str = ""
+    """This service's NATS user (`edge`, `router`, `worker`, `auth`): its permissions
+    allow the subjects this service uses and no others."""
+    nats_password: str = ""
+    """The NATS user's password; required outside development mode."""
+    metrics_host: str = "127.0.0.1"
+    """Where the `/metrics` port of the router, workers and auth binds: loopback unless
+    a scraper elsewhere needs it (the edge serves `/metrics` on its own port)."""
 
     @classmethod
     def env_vars(cls) -> tuple[str, ...]:
-        """The environment variables this settings class reads."""
-        return tuple(PREFIX + name.upper() for name in cls.__struct_fields__)
+        """The environment variables this settings class reads (each `_FILE` too)."""
+        names = [PREFIX + name.upper() for name in cls.__struct_fields__]
+        return (*names, *(name + FILE_SUFFIX for name in names))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -46,13 +58,31 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
         raw: dict[str, Any] = {}
         for name in cls.__struct_fields__:
             var = PREFIX + name.upper()
-            if var in env:
-                raw[name] = env[var]
+            value = read_variable(var, env)
+            if value is not None:
+                raw[name] = value
         raw.update(overrides)
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(_name_the_variable(str(exc))) from None
+
+
+def read_variable(name: str, env: Mapping[str, str]) -> str | None:
+    """`name`'s value, or the contents of the file `<name>_FILE` names; None when neither
+    is set. Setting both is an error: which one wins would be a guess (an empty value,
+    as compose's `${NAME:-}` gives, counts as not set)."""
+    file_var = name + FILE_SUFFIX
+    if not env.get(file_var):
+        return env.get(name)
+    if env.get(name):
+        raise SettingsError(f"{name} and {file_var} are both set: set one of them")
+    path = env[file_var]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{file_var}: cannot read {path}: {exc.strerror}") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def _name_the_variable(message: str) -> str:

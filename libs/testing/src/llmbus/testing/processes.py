@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmbus.testing.bususers import BusUsers
+
 __all__ = [
     "MissingBinary",
     "Process",
@@ -162,13 +164,19 @@ def wait_for_http(url: str, timeout: float = 30.0, process: Process | None = Non
     raise TimeoutError(f"{url} not ready after {timeout:g}s ({last})")
 
 
-def start_nats(port: int, log_dir: Path, monitor_port: int | None = None) -> Process:
+def start_nats(
+    port: int, log_dir: Path, monitor_port: int | None = None, users: BusUsers | None = None
+) -> Process:
+    """A nats-server on `port`; with `users`, a closed one: each user may use its own
+    subjects only (`llmbus.bus.access`). The passwords reach the server through its
+    environment; the config file written to `log_dir` holds none."""
     conf = log_dir / f"nats-{port}.conf"
-    conf.write_text("max_payload: 8MB\n")
+    conf.write_text("max_payload: 8MB\n" + (users.authorization() if users else ""))
     argv = [find_binary("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-c", str(conf)]
     if monitor_port:
         argv += ["-m", str(monitor_port)]
-    process = Process("nats", argv, log_path=log_dir / "nats.log").start()
+    env = users.server_env() if users else {}
+    process = Process("nats", argv, env=env, log_path=log_dir / "nats.log").start()
     wait_for_port(port, process=process)
     return process
 

@@ -4,11 +4,16 @@ end-to-end tests, so both run exactly the same entry points."""
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmbus.bus.access import Role
+from llmbus.testing.bususers import BusUsers
+from llmbus.testing.leaks import SECRETS
 from llmbus.testing.processes import (
     Process,
     free_port,
@@ -19,6 +24,9 @@ from llmbus.testing.processes import (
 )
 
 __all__ = ["Stack", "StackPorts"]
+
+_ROLES: dict[str, Role] = {"edge": "edge", "router": "router", "worker": "worker", "auth": "auth"}
+"""The module of each service that uses the bus, and the NATS role it plays."""
 
 
 @dataclass
@@ -50,6 +58,9 @@ class Stack:
     """Routers: more than one proves the cluster-wide parts."""
     processes: dict[str, Process] = field(default_factory=dict)
     with_infra: bool = True
+    bus_users: BusUsers | None = None
+    """The NATS users and passwords of this run. With `with_infra`, made here when not
+    given; without, those of the NATS server the stack shares (no users: an open bus)."""
 
     @property
     def nats_url(self) -> str:
@@ -78,9 +89,13 @@ class Stack:
 
     def start(self) -> Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.with_infra and self.bus_users is None:
+            self.bus_users = BusUsers.generate()
+        SECRETS.add_env(self.service_env(), f"the stack in {self.log_dir}")
+        SECRETS.add_config(self.config.read_text(), self.service_env(), str(self.config))
         try:
             if self.with_infra:
-                self.processes["nats"] = start_nats(self.ports.nats, self.log_dir)
+                self.processes["nats"] = start_nats(self.ports.nats, self.log_dir, users=self.bus_users)
                 self.processes["redis"] = start_redis(self.ports.redis, self.log_dir)
             self.start_service("mock-upstream", "mock_upstream", {"LLMBUS_MOCK_PORT": str(self.ports.mock)})
             wait_for_http(f"{self.mock_url}/healthz", process=self.processes["mock-upstream"])
@@ -111,6 +126,8 @@ class Stack:
 
     def start_service(self, name: str, module: str, env: Mapping[str, str] | None = None) -> Process:
         merged = {**self.service_env(), **(env or {})}
+        if self.bus_users is not None and module in _ROLES:
+            merged.update(self.bus_users.service_env(name, _ROLES[module]))
         if module == "edge":
             merged["_HEALTH_URL"] = f"http://127.0.0.1:{merged['LLMBUS_PORT']}/readyz"
         elif module == "mock_upstream":
@@ -140,7 +157,21 @@ class Stack:
         process = self.processes[name]
         wait_for_http(process.env["_HEALTH_URL"], process=process)
 
+    def remember_issued(self) -> None:
+        """Add the tokens the mock upstream minted (its admin API lists them) to the run's
+        secrets, for the log scan; a mock that is gone has nothing more to say."""
+        if "mock-upstream" not in self.processes or not self.processes["mock-upstream"].running:
+            return
+        try:
+            with urllib.request.urlopen(f"{self.mock_url}/__mock__/issued", timeout=2) as response:
+                issued = json.loads(response.read())
+        except (OSError, ValueError):
+            return
+        for item in issued:
+            SECRETS.add(str(item.get("secret", "")), f"{item.get('kind', 'a token')} minted by the mock")
+
     def stop(self) -> None:
+        self.remember_issued()
         for name in reversed(list(self.processes)):
             self.processes[name].stop()
         self.processes.clear()

@@ -22,6 +22,7 @@ from llmbus.auth.usage import UsageStore
 from llmbus.auth.vault import Vault
 from llmbus.bus import Bus, connect, run_service
 from llmbus.config import Config, ConfigWatcher, CooldownConfig, load_config
+from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import (
     AUTH_COOLDOWN_CLEAR,
     AUTH_COOLDOWN_EVENTS,
@@ -65,6 +66,7 @@ def _policies(config: Config) -> dict[str, CooldownConfig]:
 
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
+    refuse_unsafe(settings, config)
     vault = Vault.from_settings(settings.token_key, settings.token_key_file, dev=settings.dev)
     async with AsyncExitStack() as stack:
         redis = Redis.from_url(
@@ -73,7 +75,9 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(redis.aclose)
         await _wait_for_redis(redis)
         keys = KeyStore(redis)
-        bus = await connect(settings.nats_url, name="llmbus-auth")
+        bus = await connect(
+            settings.nats_url, name="llmbus-auth", user=settings.nats_user, password=settings.nats_password
+        )
         stack.push_async_callback(bus.drain)
         await _sync_keys(bus, keys, config)
         credentials = CredentialService(bus, redis, vault, configured_providers(config))
@@ -133,7 +137,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         for task in tasks:
             stack.callback(task.cancel)
         if settings.metrics_port:
-            server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
+            server = await serve_metrics(settings.metrics_host, settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)
         await bus.flush()
         log.info("auth ready: %d client keys from config", len(config.client_keys()))

@@ -8,6 +8,7 @@ __all__ = ["AuthSettings"]
 
 
 class AuthSettings(ServiceSettings, frozen=True, kw_only=True):
+    nats_user: str = "auth"
     redis_url: str = "redis://127.0.0.1:6379/0"
     metrics_port: int = 0
     key_sync_interval: float = 30.0

@@ -11,6 +11,7 @@ import uvicorn
 
 from llmbus.bus import Inbox, connect
 from llmbus.config import Config, ConfigError, ConfigWatcher, load_config
+from llmbus.config.guard import UnsafeSettings, refuse_unsafe
 from llmbus.edge.app import create_app
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import KeyCache
@@ -26,7 +27,9 @@ log = logging.getLogger(__name__)
 
 async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeContext:
     config = load_config(settings.config)
-    bus = await connect(settings.nats_url, name="llmbus-edge")
+    bus = await connect(
+        settings.nats_url, name="llmbus-edge", user=settings.nats_user, password=settings.nats_password
+    )
     stack.push_async_callback(bus.drain)
     inbox = Inbox(bus)
     await inbox.start()
@@ -56,9 +59,12 @@ def main() -> int:
     setup_logging("edge", settings.log_level)
     setup_tracing("edge")
     try:
-        load_config(settings.config)
+        refuse_unsafe(settings, load_config(settings.config))
     except ConfigError as exc:
         log.error("bad configuration:\n%s", exc)
+        return 1
+    except UnsafeSettings as exc:
+        log.error("%s", exc)
         return 1
     app = create_app(settings, build_context)
     loop = "asyncio" if sys.platform == "win32" else "uvloop"

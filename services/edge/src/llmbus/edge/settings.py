@@ -8,7 +8,9 @@ __all__ = ["EdgeSettings"]
 
 
 class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
-    host: str = "0.0.0.0"
+    nats_user: str = "edge"
+    host: str = "127.0.0.1"
+    """Where the API listens: this machine only, unless set (compose sets 0.0.0.0)."""
     port: int = 8317
     accept_timeout: float = 2.0
     """Seconds to wait for a worker to take a request before answering 503."""

@@ -10,7 +10,9 @@ frames, errors and dropped connections mid-stream, compressed answers.
 The admin API under `/__mock__/` lets tests look at what the gateway sent:
 `GET requests` (each with its family, path, headers without credentials, body and its
 `outcome`: `rejected`, `streaming`, `completed`, or `aborted` when the caller went away
-first), `POST reset`, `POST scenario` (`{"scenario": "error-500"}` or null).
+first), `GET issued` (every token and client secret it minted, `{kind, secret}`: the
+suite's log scan looks for them), `POST reset`, `POST scenario` (`{"scenario":
+"error-500"}` or null).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
     async def admin_requests(request: Request) -> Response:
         return json_response(list(state.requests))
 
+    async def admin_issued(request: Request) -> Response:
+        return json_response(state.minted)
+
     async def admin_reset(request: Request) -> Response:
         state.requests.clear()
         state.forced = None
@@ -70,6 +75,7 @@ def create_app(settings: MockSettings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/__mock__/requests", admin_requests, methods=["GET"]),
+        Route("/__mock__/issued", admin_issued, methods=["GET"]),
         Route("/__mock__/reset", admin_reset, methods=["POST"]),
         Route("/__mock__/scenario", admin_scenario, methods=["POST"]),
     ]

@@ -89,7 +89,7 @@ class OidcDevices:
         if not isinstance(name, str) or not name or body.get("clientType") != "public":
             return oidc_error("invalid_client_metadata", "clientName and clientType public are required")
         client_id = uuid.uuid4().hex
-        secret = f"mock-client-secret-{uuid.uuid4().hex}"
+        secret = self.state.mint("OIDC client secret", f"mock-client-secret-{uuid.uuid4().hex}")
         self.clients[client_id] = _Client(secret=secret, name=name)
         now = int(time.time())
         return json_response(

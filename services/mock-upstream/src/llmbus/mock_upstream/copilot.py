@@ -293,6 +293,7 @@ def routes(state: MockState) -> list[Route]:
         if refused is not None:
             return refused
         copilot_token, expires_at = book.issue(token, request.url.netloc)
+        state.mint("Copilot token", copilot_token)
         return json_response(_token_answer(copilot_token, expires_at, book.lifetime, _base_url(request)))
 
     async def user(request: Request) -> Response:

@@ -120,7 +120,7 @@ def routes(state: MockState) -> list[Route]:
             return _error(request, verdict.value, interval=grant.interval)
         if verdict is not Verdict.APPROVED:
             return _error(request, verdict.value)
-        token = f"gho_{secrets.token_urlsafe(27)}"
+        token = state.mint("GitHub token", f"gho_{secrets.token_urlsafe(27)}")
         logins[token] = f"mock-user-{next(_accounts)}"
         return _answer(request, {"access_token": token, "token_type": "bearer", "scope": "read:user"})
 

@@ -32,6 +32,7 @@ import json
 import secrets
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -89,16 +90,17 @@ def frame(event_type: str, payload: dict[str, Any]) -> bytes:
 class _Tokens:
     """Access tokens this mock issued, with their expiry (Unix seconds)."""
 
-    def __init__(self, lifetime: int) -> None:
+    def __init__(self, lifetime: int, mint: Callable[[str, str], str]) -> None:
         self.lifetime = lifetime
         self.expiry: dict[str, float] = {}
+        self._mint = mint
 
     def issue(self) -> dict[str, Any]:
-        access = f"aoa-mock-{next(_ids)}-{secrets.token_hex(8)}"
+        access = self._mint("Kiro access token", f"aoa-mock-{next(_ids)}-{secrets.token_hex(8)}")
         self.expiry[access] = time.time() + self.lifetime
         return {
             "accessToken": access,
-            "refreshToken": f"aor-mock-{secrets.token_hex(8)}",
+            "refreshToken": self._mint("Kiro refresh token", f"aor-mock-{secrets.token_hex(8)}"),
             "expiresIn": self.lifetime,
         }
 
@@ -303,7 +305,7 @@ def _refresh_refused(token: object) -> bool:
 
 
 def routes(state: MockState) -> list[Route]:
-    tokens = _Tokens(state.settings.kiro_token_seconds)
+    tokens = _Tokens(state.settings.kiro_token_seconds, state.mint)
     dialect = KiroDialect(tokens)
     devices = OidcDevices(state, tokens.issue)
 

@@ -51,6 +51,14 @@ class MockState:
         self.settings = settings
         self.forced: Scenario | None = None
         self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.minted: list[dict[str, str]] = []
+        """Every token and secret this mock handed out, for `GET /__mock__/issued`: the
+        test suite scans its logs for them."""
+
+    def mint(self, kind: str, secret: str) -> str:
+        """Note a token or secret handed out (`kind` says what it is); returns it."""
+        self.minted.append({"kind": kind, "secret": secret})
+        return secret
 
     def record(self, request: Request, family: str, key: str, body: object) -> dict[str, Any]:
         """Keep what the gateway sent (headers without credentials) for the admin API."""

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 
 from llmbus.bus import connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
+from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     AUTH_CREDENTIAL_EVENTS,
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
+    refuse_unsafe(settings, config)
     async with AsyncExitStack() as stack:
-        bus = await connect(settings.nats_url, name="llmbus-router")
+        bus = await connect(
+            settings.nats_url, name="llmbus-router", user=settings.nats_user, password=settings.nats_password
+        )
         stack.push_async_callback(bus.drain)
         router = Router(bus, config)
         await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
@@ -54,7 +58,7 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         for task in tasks:
             stack.callback(task.cancel)
         if settings.metrics_port:
-            server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
+            server = await serve_metrics(settings.metrics_host, settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)
         await bus.flush()
         log.info("router ready: %d model names", len(router.catalog.routes(router.state)))

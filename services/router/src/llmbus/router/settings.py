@@ -8,5 +8,6 @@ __all__ = ["RouterSettings"]
 
 
 class RouterSettings(ServiceSettings, frozen=True, kw_only=True):
+    nats_user: str = "router"
     metrics_port: int = 0
     """Port of the Prometheus `/metrics` endpoint; 0 turns it off."""

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 
 from llmbus.bus import Bus, BusFailure, connect, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
+from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import WORKER_STATUS, WorkerStatus
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import adapter_for
@@ -63,6 +64,7 @@ async def _send_status(
 
 async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
+    refuse_unsafe(settings, config)
     adapter = adapter_for(settings.family)
     providers = served_providers(settings, configured_providers(config))
     if not providers:
@@ -77,7 +79,12 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
             keepalive_expiry=settings.keepalive_expiry,
         )
         stack.push_async_callback(http.aclose)
-        bus = await connect(settings.nats_url, name=f"llmbus-worker-{settings.family}-{os.getpid()}")
+        bus = await connect(
+            settings.nats_url,
+            name=f"llmbus-worker-{settings.family}-{os.getpid()}",
+            user=settings.nats_user,
+            password=settings.nats_password,
+        )
         stack.push_async_callback(bus.drain)
         # Copilot and Kiro tokens come from auth, which owns those credentials.
         sources: dict[str, CredentialSource] | None = (
@@ -102,7 +109,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         for task in tasks:
             stack.callback(task.cancel)
         if settings.metrics_port:
-            server = await serve_metrics("0.0.0.0", settings.metrics_port, lambda: bus.connected)
+            server = await serve_metrics(settings.metrics_host, settings.metrics_port, lambda: bus.connected)
             stack.callback(server.close)
         await bus.flush()
         log.info(

@@ -8,6 +8,7 @@ __all__ = ["WorkerSettings"]
 
 
 class WorkerSettings(ServiceSettings, frozen=True, kw_only=True):
+    nats_user: str = "worker"
     family: str = "openai"
     """Adapter family this deployment serves; it takes every configured provider of it."""
     providers: str = ""
