@@ -92,11 +92,11 @@ class CredentialEntry(
     name: str = ""
     token_file: str = ""
     github_token: str = ""
-
-    @property
     limits: LimitsConfig | None = None
     """This credential's own RPM/TPM (an upstream usually limits each key), checked
     besides the provider's `limits`."""
+
+    @property
     def usable(self) -> bool:
         return bool(self.api_key or self.token_file or self.github_token)
 

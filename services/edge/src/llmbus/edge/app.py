@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from llmbus.api import ApiError, InvalidRequest, NotFound, anthropic_error_body, openai_error_body
 from llmbus.api.errors import error_from_status
 from llmbus.edge.context import EdgeContext
-from llmbus.edge.routes import chat, health, messages, models, oauth, providers
+from llmbus.edge.routes import chat, health, keys, messages, models, oauth, providers
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
 
@@ -82,6 +82,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(providers.router)
+    app.include_router(keys.router)
     app.include_router(oauth.router)
     app.include_router(health.router)
     app.add_exception_handler(ApiError, _api_error)

@@ -14,9 +14,9 @@ from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     AUTH_CREDENTIAL_EVENTS,
-    CONTROL_PROVIDER_ENABLED,
     CONTROL_COOLDOWNS,
     CONTROL_COOLDOWNS_CLEARED,
+    CONTROL_PROVIDER_ENABLED,
     CONTROL_REGISTRY,
     ROUTE,
     WORKER_STATUS,
@@ -42,12 +42,12 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, router.on_cooldown)
         await bus.subscribe(AUTH_CREDENTIAL_EVENTS, router.on_credential)
+        await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
+        await bus.subscribe(CONTROL_COOLDOWNS_CLEARED, router.on_cooldowns_cleared)
         await bus.subscribe(WORKER_STATUS, router.on_worker_status)
         await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
         await bus.subscribe(CONTROL_REGISTRY, router.on_query, queue=CONTROL_REGISTRY.queue)
 
-        await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
-        await bus.subscribe(CONTROL_COOLDOWNS_CLEARED, router.on_cooldowns_cleared)
         async def apply(new: Config) -> None:
             router.apply(new)
 
