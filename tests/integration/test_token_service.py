@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from llmbus.proto import AUTH_CREDENTIAL_EVENTS, CredentialEvent
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.errors import CredentialUnavailable
 from llmbus.providers.http import HttpClient
+from llmbus.testing import free_port, start_nats
 from llmbus.worker.tokens import AuthTokens
 
 MOCK = "http://mock.test"
@@ -70,8 +71,21 @@ def _token_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def own_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A bus of its own: on the session's bus, the end-to-end stack's auth replicas would
+    share the `auth` queue group and answer some token requests from another Redis."""
+    port = free_port()
+    process = start_nats(port, tmp_path_factory.mktemp("token-service-bus"))
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
 @pytest.fixture
-async def auth(nats_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Auth]:
+async def auth(own_nats_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Auth]:
+    nats_url = own_nats_url
     redis = Redis.from_url(redis_url.rsplit("/", 1)[0] + "/4")
     await redis.flushdb()
     http = HttpClient(
