@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from llmbus.testing import Stack
-from tests.e2e.conftest import MANAGEMENT_KEY
+from tests.e2e.conftest import CLIENT_KEY, MANAGEMENT_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +24,14 @@ pytestmark = pytest.mark.e2e
 async def gateway(stack: Stack) -> AsyncIterator[httpx2.AsyncClient]:
     headers = {"Authorization": f"Bearer {MANAGEMENT_KEY}"}
     async with httpx2.AsyncClient(base_url=stack.base_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def reader(stack: Stack) -> AsyncIterator[httpx2.AsyncClient]:
+    """The registry's reads, with a client key."""
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    async with httpx2.AsyncClient(base_url=stack.base_url, headers=headers, timeout=10) as client:
         yield client
 
 
@@ -110,3 +118,45 @@ def test_cli_login_prints_the_code_and_exits_zero_on_success(stack: Stack) -> No
     assert done.returncode == 0, done.stderr
     assert "enter the code" in done.stdout
     assert "Signed in: credential copilot/" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("family", "provider", "model", "body"),
+    [
+        ("copilot", "copilot-login", "copilot-login/login-gpt", {}),
+        ("kiro", "kiro-login", "kiro-login/login-claude", {"method": "builder-id"}),
+    ],
+)
+async def test_a_provider_without_credentials_serves_once_someone_logs_in(
+    reader: httpx2.AsyncClient,
+    gateway: httpx2.AsyncClient,
+    client: openai.AsyncOpenAI,
+    family: str,
+    provider: str,
+    model: str,
+    body: dict[str, str],
+) -> None:
+    """The provider has no credential in the config: before the login nothing can serve
+    it; after it, the stored credential does (tokens from auth, minted or refreshed there)."""
+    listing = (await reader.get(f"/v1/providers/{provider}")).json()
+    assert listing["routable"] is False
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "too early"}])
+
+    state = await login(gateway, family, {"provider": provider, **body})
+    assert state["status"] == "success", state
+    assert state["provider"] == provider
+
+    async def routable() -> bool:
+        return bool((await reader.get(f"/v1/providers/{provider}")).json()["routable"])
+
+    for _ in range(50):  # the routers hear of the credential through an event
+        if await routable():
+            break
+        await asyncio.sleep(0.1)
+    answer = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": f"served by {state['credential']}"}]
+    )
+    assert answer.choices[0].message.content == f"Mock answer to: served by {state['credential']}"
+    status = (await reader.get(f"/v1/providers/{provider}/status")).json()
+    assert state["credential"] in str(status)
