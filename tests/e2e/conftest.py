@@ -67,7 +67,12 @@ def stack(
             "OPENAI_BASE_URL": mock_url,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "LLMBUS_PROVIDERS": "openai,flaky,spare,broken,local,claude,gemini,copilot,kiro,copilot-login,kiro-login",
+            "LLMBUS_PROVIDERS": ",".join(
+                [
+                    *("openai", "flaky", "spare", "broken", "local"),
+                    *("claude", "gemini", "copilot", "kiro", "copilot-login", "kiro-login"),
+                ]
+            ),
             "LLMBUS_TOKEN_KEY": TOKEN_KEY,
             "LLMBUS_STATUS_INTERVAL": "0.5",
             "LLMBUS_ACCEPT_TIMEOUT": "2",
