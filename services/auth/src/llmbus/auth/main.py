@@ -34,7 +34,7 @@ from llmbus.proto import (
     AUTH_STATE,
     KeyEvent,
 )
-from llmbus.providers import configured_providers
+from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.telemetry import serve_metrics
 
 __all__ = ["main", "serve"]
@@ -60,8 +60,8 @@ async def _sync_keys(bus: Bus, keys: KeyStore, config: Config) -> None:
         await bus.publish(AUTH_KEY_EVENTS, KeyEvent(key_hash=key_hash))
 
 
-def _policies(config: Config) -> dict[str, CooldownConfig]:
-    return {name: provider.cooldown for name, provider in configured_providers(config).items()}
+def _policies(providers: dict[str, ConfiguredProvider]) -> dict[str, CooldownConfig]:
+    return {name: provider.cooldown for name, provider in providers.items()}
 
 
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
@@ -80,16 +80,15 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         )
         stack.push_async_callback(bus.drain)
         await _sync_keys(bus, keys, config)
-        credentials = CredentialService(bus, redis, vault, configured_providers(config))
+        providers = configured_providers(config)
+        credentials = CredentialService(bus, redis, vault, providers)
         stack.push_async_callback(credentials.close)
         await credentials.start()
-        handlers = AuthHandlers(
-            bus, keys, RuntimeStore(redis), set(configured_providers(config)), credentials=credentials.store
-        )
+        handlers = AuthHandlers(bus, keys, RuntimeStore(redis), set(providers), credentials=credentials.store)
         await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
         await bus.subscribe(AUTH_PROVIDER_TOGGLE, handlers.toggle_provider, queue=AUTH_PROVIDER_TOGGLE.queue)
         await bus.subscribe(AUTH_STATE, handlers.runtime_state, queue=AUTH_STATE.queue)
-        cooldowns = CooldownHandlers(bus, RuntimeStore(redis), _policies(config))
+        cooldowns = CooldownHandlers(bus, RuntimeStore(redis), _policies(providers))
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, cooldowns.record, queue="auth")
         await bus.subscribe(AUTH_COOLDOWN_CLEAR, cooldowns.clear, queue=AUTH_COOLDOWN_CLEAR.queue)
         await KeyHandlers(bus, keys, UsageStore(redis), LockoutStore(redis)).subscribe()
@@ -97,24 +96,26 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_QUOTA_RESERVE, quotas.reserve, queue=AUTH_QUOTA_RESERVE.queue)
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
 
-        current = config
+        current = providers
         await serve_flows(
             stack,
             bus,
             redis,
             vault,
             credentials.store,
-            lambda: configured_providers(current),
+            lambda: current,
             copilot_client_id=settings.copilot_client_id,
             max_flows=settings.max_login_flows,
         )
 
+        current_config = config
+
         async def apply(new: Config) -> None:
-            nonlocal current
-            current = new
-            handlers.providers = set(configured_providers(new))
-            cooldowns.policies = _policies(new)
-            await credentials.apply(configured_providers(new))
+            nonlocal current, current_config
+            current, current_config = configured_providers(new), new
+            handlers.providers = set(current)
+            cooldowns.policies = _policies(current)
+            await credentials.apply(current)
             try:
                 await _sync_keys(bus, keys, new)
             except KeyStoreUnavailable:
@@ -126,7 +127,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
             while True:
                 await asyncio.sleep(settings.key_sync_interval)
                 try:
-                    await _sync_keys(bus, keys, current)
+                    await _sync_keys(bus, keys, current_config)
                 except KeyStoreUnavailable:
                     log.warning("client keys not re-synced: the key store is unavailable")
 
