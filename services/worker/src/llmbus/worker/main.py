@@ -22,6 +22,7 @@ from llmbus.providers.http import HttpClient
 from llmbus.telemetry import serve_metrics
 from llmbus.worker.handlers import Worker
 from llmbus.worker.health import HealthChecker
+from llmbus.worker.launcher import supervise
 from llmbus.worker.settings import WorkerSettings
 from llmbus.worker.tokens import AUTH_OWNED_FAMILIES, AuthTokens
 
@@ -120,4 +121,6 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
 
 def main() -> int:
     settings = WorkerSettings.from_env()
+    if settings.processes > 1:
+        return supervise(settings)
     return run_service(f"worker-{settings.family}", lambda stop: serve(settings, stop), settings.log_level)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from llmbus.config.settings import ServiceSettings
 
 __all__ = ["WorkerSettings"]
@@ -13,6 +17,10 @@ class WorkerSettings(ServiceSettings, frozen=True, kw_only=True):
     """Adapter family this deployment serves; it takes every configured provider of it."""
     providers: str = ""
     """Comma-separated provider names, to serve fewer than the whole family."""
+    processes: Annotated[int, msgspec.Meta(ge=1)] = 1
+    """Worker processes of this family that the worker command starts and supervises
+    (`llmbus.worker.launcher`): one process runs on one core (measured: about 430
+    requests/s), so give a busy family one per core it may use."""
     concurrency: int = 256
     """Upstream calls in flight at once in this process."""
     heartbeat_interval: float = 1.0
