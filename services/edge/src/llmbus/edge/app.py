@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -12,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from llmbus.api import ApiError, InvalidRequest, NotFound, anthropic_error_body, openai_error_body
+from llmbus.api import ApiError, InvalidRequest, NotFound
 from llmbus.api.errors import error_from_status
 from llmbus.edge.context import EdgeContext
-from llmbus.edge.routes import chat, health, keys, messages, models, oauth, providers
+from llmbus.edge.hot import EdgeApp, error_payload
+from llmbus.edge.routes import health, keys, messages, models, oauth, providers
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
 
@@ -29,10 +29,10 @@ ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]
 def _error_response(request: Request, error: ApiError) -> Response:
     """The error in the dialect of the path: Anthropic's body under `/v1/messages`,
     OpenAI's everywhere else."""
-    headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))} if error.retry_after else None
-    anthropic = request.url.path.startswith("/v1/messages")
-    body = anthropic_error_body(error) if anthropic else openai_error_body(error)
-    return Response(body, status_code=error.status, media_type="application/json", headers=headers)
+    body, headers = error_payload(error, anthropic=request.url.path.startswith("/v1/messages"))
+    response = Response(body, status_code=error.status, media_type="application/json")
+    response.raw_headers[:0] = headers
+    return response
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -68,7 +68,9 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
             app.state.context = await make_context(settings, stack)
             yield
 
-    app = FastAPI(
+    # The chat routes (`POST /v1/chat/completions`, `POST /v1/messages`) are plain ASGI,
+    # answered by EdgeApp before FastAPI's machinery; the rest of the API is FastAPI's.
+    app = EdgeApp(
         title="llmbus",
         version="0.1.0",
         lifespan=lifespan,
@@ -78,7 +80,6 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
         # telemetry, which adds spans per dependency and records request bodies.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    app.include_router(chat.router)
     app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(providers.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,7 +13,7 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.proto import AUTH_MANAGEMENT_ATTEMPT, ManagementAttempt
 
-__all__ = ["Authenticated", "Context", "Manager", "api_key_of"]
+__all__ = ["Authenticated", "Context", "Manager", "api_key_of", "authenticate"]
 
 
 async def _context(request: Request) -> EdgeContext:
@@ -24,24 +25,30 @@ async def _context(request: Request) -> EdgeContext:
 Context = Annotated[EdgeContext, Depends(_context)]
 
 
-def api_key_of(request: Request) -> str | None:
-    """The client key from `Authorization: Bearer …` or `x-api-key`."""
-    authorization = request.headers.get("authorization")
+def api_key_of(headers: Mapping[str, str]) -> str | None:
+    """The client key from `Authorization: Bearer …` or `x-api-key` (header names in
+    lower case)."""
+    authorization = headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-async def _caller(request: Request, context: Context) -> Caller:
-    key = api_key_of(request)
+async def authenticate(context: EdgeContext, headers: Mapping[str, str]) -> Caller:
+    """The caller whose client key the request carries, checked by auth (cached)."""
+    key = api_key_of(headers)
     if not key:
         raise AuthenticationFailed(
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
             code="missing_api_key",
         )
     return await context.keys.verify(key)
+
+
+async def _caller(request: Request, context: Context) -> Caller:
+    return await authenticate(context, request.headers)
 
 
 Authenticated = Annotated[Caller, Depends(_caller)]
@@ -60,7 +67,7 @@ async def _manager(request: Request, context: Context) -> str:
             "`remote-management` in the config file.",
             code="management_not_local",
         )
-    key = request.headers.get("x-management-key") or api_key_of(request)
+    key = request.headers.get("x-management-key") or api_key_of(request.headers)
     if not context.management.configured:
         raise PermissionDenied(
             "The management API is read-only: set `management-key` in the config file to allow changes.",

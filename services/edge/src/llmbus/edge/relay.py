@@ -4,18 +4,18 @@ HTTP error), the reply stream relayed as SSE or collected into one answer, and t
 metrics, which count every dialect alike.
 
 A dialect brings only its encoding: a `StreamEncoder` for SSE, an `AnswerBuilder` for a
-whole answer."""
+whole answer. The routes speak plain ASGI (`llmbus.edge.hot`): the stream is written to
+`send` as it comes, one message per event."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
+from starlette.types import Receive, Send
 
 from llmbus.api import ApiError, InvalidRequest
 from llmbus.edge.calls import Call, raise_for
@@ -30,11 +30,14 @@ __all__ = [
     "DURATION",
     "FIRST_TOKEN",
     "REQUESTS",
+    "SSE_HEADERS",
     "AnswerBuilder",
+    "ClientGone",
+    "Dialect",
     "StreamEncoder",
     "open_call",
     "read_body",
-    "respond_stream",
+    "relay_stream",
     "respond_whole",
 ]
 
@@ -42,7 +45,31 @@ REQUESTS = Counter("llmbus_edge_requests_total", "Chat requests", ["model", "sta
 DURATION = Histogram("llmbus_edge_request_seconds", "Chat request duration", ["model"])
 FIRST_TOKEN = Histogram("llmbus_edge_first_token_seconds", "Time to the first streamed delta", ["model"])
 
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = [
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+]
+"""The headers of an SSE response (as Starlette's StreamingResponse wrote them)."""
+
+
+class Dialect(Protocol):
+    """What a chat route of one client API brings: its request decoder, its encodings
+    and the prefix of its answers' ids (`chatcmpl-`, `msg_`)."""
+
+    id_prefix: str
+    anthropic: bool
+    """Errors in Anthropic's body (else OpenAI's)."""
+
+    def decode(self, body: bytes) -> ChatRequest: ...
+
+    def encoder(self, answer_id: str, chat: ChatRequest) -> StreamEncoder: ...
+
+    def builder(self, answer_id: str, chat: ChatRequest) -> AnswerBuilder: ...
+
+
+class ClientGone(Exception):
+    """The client went away before its request was read: nobody to answer."""
 
 
 class StreamEncoder(Protocol):
@@ -71,14 +98,24 @@ class AnswerBuilder(Protocol):
     def build(self, done: Done, usage: Usage | None) -> bytes: ...
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit`."""
+    length = headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
-    body = await request.body()
-    if len(body) > limit:
-        raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> tuple[Call, AnyEvent]:
@@ -127,15 +164,7 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
     return call, first
 
 
-def respond_stream(call: Call, first: AnyEvent, encoder: StreamEncoder, started: float) -> Response:
-    """The reply stream as SSE; a failure after the first byte ends it with the
-    dialect's error event."""
-    return StreamingResponse(
-        _stream(call, first, encoder, started), media_type="text/event-stream", headers=_SSE_HEADERS
-    )
-
-
-async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, started: float) -> Response:
+async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, started: float) -> bytes:
     """The reply stream collected into one JSON answer."""
     model = call.chat.model
     status = "200"
@@ -150,7 +179,7 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
                     usage = event
                 case Done():
                     call.finished = True
-                    return Response(builder.build(event, usage), media_type="application/json")
+                    return builder.build(event, usage)
                 case Error():
                     raise raise_for(event)
             event = await call.next()
@@ -165,40 +194,53 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
 
 
-async def _stream(
-    call: Call, first: AnyEvent, encoder: StreamEncoder, started: float
-) -> AsyncIterator[bytes]:
+async def relay_stream(
+    call: Call,
+    first: AnyEvent,
+    encoder: StreamEncoder,
+    started: float,
+    send: Send,
+    written: Callable[[], object],
+) -> None:
+    """The reply stream written to `send` as SSE, after the response has started; a
+    failure after the first byte ends it with the dialect's error event. The last event
+    ends the response (`more_body` false); `written()` is called once nothing more will
+    be sent, before the call is closed."""
     model = call.chat.model
     usage: Usage | None = None
     status = "200"
     awaiting_first_delta = True
     event = first
     try:
-        yield encoder.start()
+        await send({"type": "http.response.body", "body": encoder.start(), "more_body": True})
         while True:
             match event:
                 case Delta():
                     if awaiting_first_delta:
                         FIRST_TOKEN.labels(model).observe(time.perf_counter() - started)
                         awaiting_first_delta = False
-                    yield encoder.delta(event)
+                    chunk = encoder.delta(event)
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 case Usage():
                     usage = event
                 case Done():
                     call.finished = True
-                    yield encoder.finish(event, usage)
-                    return
+                    last = encoder.finish(event, usage)
+                    break
                 case Error():
                     status = str(event.status)
-                    yield encoder.error(raise_for(event))
-                    return
+                    last = encoder.error(raise_for(event))
+                    break
             try:
                 event = await call.next()
             except ApiError as exc:
                 status = str(exc.status)
-                yield encoder.error(exc)
-                return
+                last = encoder.error(exc)
+                break
+        await send({"type": "http.response.body", "body": last, "more_body": False})
     finally:
+        written()
         REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()

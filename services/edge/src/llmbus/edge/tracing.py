@@ -1,18 +1,44 @@
 """A lean ASGI middleware: one server span per HTTP request, continuing the client's
-W3C trace context when it sends one."""
+W3C trace context when it sends one. The hot routes (`llmbus.edge.hot`) open the same
+span themselves with `server_span` and `record_status`."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmbus.telemetry import extract
 
-__all__ = ["TracingMiddleware"]
+__all__ = ["TracingMiddleware", "record_status", "server_span"]
 
 _tracer = trace.get_tracer("llmbus.edge")
 _UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+_ERROR = Status(StatusCode.ERROR)
+
+
+def server_span(scope: Scope) -> AbstractContextManager[Span]:
+    """The request's server span, made current (a context manager)."""
+    headers = {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in scope["headers"]
+        if k in (b"traceparent", b"tracestate")
+    }
+    method, path = scope["method"], scope["path"]
+    return _tracer.start_as_current_span(
+        f"{method} {path}",
+        context=extract(headers),
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": method, "url.path": path},
+    )
+
+
+def record_status(span: Span, status: int) -> None:
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(_ERROR)
 
 
 class TracingMiddleware:
@@ -23,22 +49,11 @@ class TracingMiddleware:
         if scope["type"] != "http" or scope["path"] in _UNTRACED:
             await self.app(scope, receive, send)
             return
-        headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in scope["headers"]
-            if k in (b"traceparent", b"tracestate")
-        }
-        name = f"{scope['method']} {scope['path']}"
-        with _tracer.start_as_current_span(name, context=extract(headers), kind=SpanKind.SERVER) as span:
-            span.set_attribute("http.request.method", scope["method"])
-            span.set_attribute("url.path", scope["path"])
+        with server_span(scope) as span:
 
             async def traced_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
+                    record_status(span, int(message["status"]))
                 await send(message)
 
             await self.app(scope, receive, traced_send)

@@ -1,11 +1,7 @@
-"""`POST /v1/chat/completions` in OpenAI's format, streamed or whole."""
+"""`POST /v1/chat/completions` in OpenAI's format, streamed or whole (served by
+`llmbus.edge.hot`)."""
 
 from __future__ import annotations
-
-import time
-
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 
 from llmbus.api import (
     ApiError,
@@ -14,27 +10,30 @@ from llmbus.api import (
     decode_chat_request,
     openai_error_body,
 )
-from llmbus.edge.deps import Authenticated, Context
-from llmbus.edge.relay import open_call, read_body, respond_stream, respond_whole
-from llmbus.proto import Delta, Done, Usage
+from llmbus.proto import ChatRequest, Delta, Done, Usage
 
-__all__ = ["router"]
+__all__ = ["PATH", "ChatCompletions"]
 
-router = APIRouter()
+PATH = "/v1/chat/completions"
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request, context: Context, client: Authenticated) -> Response:
-    started = time.perf_counter()
-    chat = decode_chat_request(await read_body(request, context.settings.max_body_bytes))
-    call, first = await open_call(context, chat, client)
-    completion_id = f"chatcmpl-{call.request_id}"
-    if chat.stream:
-        encoder = _ChunkStream(ChunkWriter(completion_id, chat.model, chat.include_usage))
-        return respond_stream(call, first, encoder, started)
-    return await respond_whole(
-        call, first, _Completion(CompletionBuilder(completion_id, chat.model)), started
-    )
+class ChatCompletions:
+    """The OpenAI dialect of the relay."""
+
+    id_prefix = "chatcmpl-"
+    anthropic = False
+
+    @staticmethod
+    def decode(body: bytes) -> ChatRequest:
+        return decode_chat_request(body)
+
+    @staticmethod
+    def encoder(answer_id: str, chat: ChatRequest) -> _ChunkStream:
+        return _ChunkStream(ChunkWriter(answer_id, chat.model, chat.include_usage))
+
+    @staticmethod
+    def builder(answer_id: str, chat: ChatRequest) -> _Completion:
+        return _Completion(CompletionBuilder(answer_id, chat.model))
 
 
 class _ChunkStream:

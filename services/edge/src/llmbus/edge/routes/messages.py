@@ -1,13 +1,12 @@
 """`POST /v1/messages` in Anthropic's format, streamed or whole, served by any provider
-family; `POST /v1/messages/count_tokens`, estimated at the edge.
+family (served by `llmbus.edge.hot`); `POST /v1/messages/count_tokens`, estimated at the
+edge.
 
 Clients send `anthropic-version` and may send `anthropic-beta`; neither changes what
 the gateway does, so both are accepted as they come. Errors on these paths are written
 in Anthropic's format by the app's error handlers."""
 
 from __future__ import annotations
-
-import time
 
 import msgspec
 from fastapi import APIRouter, Request
@@ -24,32 +23,43 @@ from llmbus.api import (
 )
 from llmbus.api.anthropic_wire import CountTokensResponse
 from llmbus.edge.deps import Authenticated, Context
-from llmbus.edge.relay import open_call, read_body, respond_stream, respond_whole
-from llmbus.proto import RegistryQuery
+from llmbus.edge.relay import read_body
+from llmbus.proto import ChatRequest, RegistryQuery
 
-__all__ = ["router"]
+__all__ = ["PATH", "Messages", "router"]
+
+PATH = "/v1/messages"
 
 router = APIRouter()
 
 _encode = msgspec.json.Encoder().encode
 
 
-@router.post("/v1/messages")
-async def create_message(request: Request, context: Context, client: Authenticated) -> Response:
-    started = time.perf_counter()
-    chat = decode_messages_request(await read_body(request, context.settings.max_body_bytes))
-    call, first = await open_call(context, chat, client)
-    message_id = f"msg_{call.request_id}"
-    if chat.stream:
-        return respond_stream(call, first, MessageStreamWriter(message_id, chat.model), started)
-    return await respond_whole(call, first, MessageBuilder(message_id, chat.model), started)
+class Messages:
+    """The Anthropic dialect of the relay: its writer and builder encode as they are."""
+
+    id_prefix = "msg_"
+    anthropic = True
+
+    @staticmethod
+    def decode(body: bytes) -> ChatRequest:
+        return decode_messages_request(body)
+
+    @staticmethod
+    def encoder(answer_id: str, chat: ChatRequest) -> MessageStreamWriter:
+        return MessageStreamWriter(answer_id, chat.model)
+
+    @staticmethod
+    def builder(answer_id: str, chat: ChatRequest) -> MessageBuilder:
+        return MessageBuilder(answer_id, chat.model)
 
 
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(request: Request, context: Context, _: Authenticated) -> Response:
     """An estimate (see `llmbus.api.tokens`) of what the request would count as input,
     for a model that the gateway serves."""
-    chat = decode_count_tokens_request(await read_body(request, context.settings.max_body_bytes))
+    body = await read_body(request.headers, request.receive, context.settings.max_body_bytes)
+    chat = decode_count_tokens_request(body)
     await _require_model(context, chat.model)
     body = _encode(CountTokensResponse(input_tokens=estimate_tokens(chat)))
     return Response(body, media_type="application/json")
