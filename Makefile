@@ -37,8 +37,8 @@ unit: setup ## unit and contract tests only (no sockets)
 e2e: setup ## end-to-end tests only
 	$(PY) -m pytest -q tests/e2e
 
-bench: setup ## the benchmark (see bench/README.md)
-	$(PY) -m bench
+bench: setup ## direct, llmbus and LiteLLM side by side (options: make bench ARGS="--skip-litellm"; bench/README.md)
+	$(PY) -m bench $(ARGS)
 
 lock: ## re-resolve dependencies and write requirements.lock.txt
 	uv lock --upgrade

@@ -205,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                 services.watch(PROCESS_NAMES.get(name, name), process.popen.pid)
         else:
             mocks.append(_mock("mock", ports.mock, mock_env, log_dir))
-            services.watch("mock", mocks[-1].popen.pid if mocks[-1].popen else 0)
-        assert mocks[0].popen is not None
-        services.watch("mock (paced)", mocks[0].popen.pid)
+        for mock in mocks:
+            assert mock.popen is not None
+            services.watch("mock (paced)" if mock.name == "mock-paced" else "mock", mock.popen.pid)
         if gateway is not None:
             assert gateway.process is not None
             try:
