@@ -49,8 +49,31 @@ def error_class(exc: UpstreamError) -> str:
     return "upstream"
 
 
+class _Exported:
+    """The provider's labelled series, looked up once: `labels()` costs about 1.5 µs a
+    call, seven calls a request."""
+
+    __slots__ = ("first_token", "in_flight", "latency", "outcomes", "provider", "tokens_in", "tokens_out")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.in_flight = IN_FLIGHT.labels(provider)
+        self.first_token = FIRST_TOKEN.labels(provider)
+        self.latency = LATENCY.labels(provider)
+        self.tokens_in = TOKENS.labels(provider, "in")
+        self.tokens_out = TOKENS.labels(provider, "out")
+        self.outcomes: dict[str, Counter] = {}
+
+    def outcome(self, name: str) -> Counter:
+        series = self.outcomes.get(name)
+        if series is None:
+            series = self.outcomes[name] = REQUESTS.labels(self.provider, name)
+        return series
+
+
 @dataclass(slots=True)
 class _Provider:
+    exported: _Exported
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     tokens_in: int = 0
@@ -67,25 +90,26 @@ class Stats:
     def _of(self, provider: str) -> _Provider:
         entry = self._providers.get(provider)
         if entry is None:
-            entry = self._providers[provider] = _Provider()
+            entry = self._providers[provider] = _Provider(_Exported(provider))
         return entry
 
     def begin(self, provider: str) -> None:
         entry = self._of(provider)
         entry.requests += 1
         entry.in_flight += 1
-        IN_FLIGHT.labels(provider).inc()
+        entry.exported.in_flight.inc()
 
     def first_token(self, provider: str, seconds: float) -> None:
-        self._of(provider).ttft[bucket_of(seconds * 1000)] += 1
-        FIRST_TOKEN.labels(provider).observe(seconds)
+        entry = self._of(provider)
+        entry.ttft[bucket_of(seconds * 1000)] += 1
+        entry.exported.first_token.observe(seconds)
 
     def tokens(self, provider: str, prompt: int, completion: int) -> None:
         entry = self._of(provider)
         entry.tokens_in += prompt
         entry.tokens_out += completion
-        TOKENS.labels(provider, "in").inc(prompt)
-        TOKENS.labels(provider, "out").inc(completion)
+        entry.exported.tokens_in.inc(prompt)
+        entry.exported.tokens_out.inc(completion)
 
     def end(self, provider: str, seconds: float, error: str | None) -> None:
         entry = self._of(provider)
@@ -93,9 +117,10 @@ class Stats:
         entry.latency[bucket_of(seconds * 1000)] += 1
         if error:
             entry.errors[error] = entry.errors.get(error, 0) + 1
-        IN_FLIGHT.labels(provider).dec()
-        LATENCY.labels(provider).observe(seconds)
-        REQUESTS.labels(provider, error or "ok").inc()
+        exported = entry.exported
+        exported.in_flight.dec()
+        exported.latency.observe(seconds)
+        exported.outcome(error or "ok").inc()
 
     def snapshot(self) -> list[ProviderStats]:
         return [
