@@ -75,6 +75,9 @@ class SSEDecoder:
             self._event = ""
             self._retry = None
             return event
+        if raw.startswith(b"data:"):  # the usual line: no str split
+            self._data.append(raw[6 if raw[5:6] == b" " else 5 :].decode("utf-8", errors="replace"))
+            return None
         if raw[0] == 0x3A:  # ":" comment
             return None
         line = raw.decode("utf-8", errors="replace")
