@@ -6,8 +6,10 @@ import asyncio
 import logging
 import sys
 from contextlib import AsyncExitStack
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from llmbus.bus import Inbox, connect
 from llmbus.config import Config, ConfigError, ConfigWatcher, load_config
@@ -20,7 +22,7 @@ from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
 from llmbus.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
-__all__ = ["build_context", "main"]
+__all__ = ["app", "build_context", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,20 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
     )
 
 
+async def _build_and_flush(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeContext:
+    stack.callback(shutdown_tracing)
+    return await build_context(settings, stack)
+
+
+def app() -> FastAPI:
+    """One process of a multi-process edge (uvicorn's app factory, in a process of its
+    own): its own logging, tracing, bus connection and inbox."""
+    settings = EdgeSettings.from_env()
+    setup_logging("edge", settings.log_level)
+    setup_tracing("edge")
+    return create_app(settings, _build_and_flush)
+
+
 def main() -> int:
     settings = EdgeSettings.from_env()
     setup_logging("edge", settings.log_level)
@@ -66,21 +82,24 @@ def main() -> int:
     except UnsafeSettings as exc:
         log.error("%s", exc)
         return 1
-    app = create_app(settings, build_context)
-    loop = "asyncio" if sys.platform == "win32" else "uvloop"
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop=loop,
-        http="httptools",
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "asyncio" if sys.platform == "win32" else "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.processes > 1:
+        # uvicorn's supervisor: the socket bound here, one process per worker, each
+        # restarted if it dies.
+        shutdown_tracing()
+        uvicorn.run("llmbus.edge.main:app", factory=True, workers=settings.processes, **options)
+        return 0
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn.Config(create_app(settings, build_context), **options)).run()
     finally:
         shutdown_tracing()
     return 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from llmbus.config.settings import ServiceSettings
 
 __all__ = ["EdgeSettings"]
@@ -12,6 +16,10 @@ class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     """Where the API listens: this machine only, unless set (compose sets 0.0.0.0)."""
     port: int = 8317
+    processes: Annotated[int, msgspec.Meta(ge=1)] = 1
+    """Edge processes serving the port (uvicorn workers sharing its socket), each with
+    its own bus connection and reply inbox: one process uses at most one core. With
+    more than one, `/metrics` shows the counters of the process that answers."""
     accept_timeout: float = 2.0
     """Seconds to wait for a worker to take a request before answering 503."""
     idle_timeout: float = 15.0
