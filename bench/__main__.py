@@ -42,6 +42,7 @@ MODEL = "gpt-4o-mini"
 PACED_MODEL = "gpt-4o-paced"
 CHUNKS = 20
 CHUNK_DELAY_MS = 20
+IDLE_SECONDS = 3.0
 PROCESS_NAMES = {"nats": "nats-server", "mock-upstream": "mock"}
 """The stack's names for the processes it starts → the names in the report."""
 
@@ -128,6 +129,10 @@ async def _measure(
     for leg in legs:
         for phase in PHASES:
             await batch(phase, leg, warm=True)
+    # What each process spends with nothing to do (timers, health checks, pings).
+    before = services.snapshot()
+    await asyncio.sleep(IDLE_SECONDS)
+    services.idle = {name: used / IDLE_SECONDS for name, used in services.cpu_since(before).items()}
     for round_ in range(args.rounds):
         order = legs[round_ % len(legs) :] + legs[: round_ % len(legs)]
         print(f"round {round_ + 1}/{args.rounds}", flush=True)
@@ -154,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             unavailable["LiteLLM"] = f"could not be installed: {exc}"
             args.legs.remove("litellm")
 
+    at_start = versions(peer.installed_version() or f"not installed (pin {peer.PIN})")
     mock_env = {
         "LLMBUS_MOCK_CHUNKS": str(CHUNKS),
         "LLMBUS_MOCK_LATENCY_MS": str(args.latency_ms),
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         started=started,
         machine=machine(),
-        versions=versions(peer.installed_version() or f"not installed (pin {peer.PIN})"),
+        versions=at_start,
         latency_ms=args.latency_ms,
         legs=legs,
         unavailable=unavailable,

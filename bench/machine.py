@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
@@ -11,12 +12,19 @@ from llmbus.testing.processes import MissingBinary, find_binary
 
 __all__ = ["machine", "versions"]
 
-_ROOT = Path(__file__).resolve().parent.parent
+
+def _code_dir() -> Path:
+    """Where the llmbus code that the stack runs lives (PYTHONPATH may point elsewhere
+    than this checkout, e.g. at a worktree of an older commit)."""
+    spec = importlib.util.find_spec("llmbus.edge")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).resolve().parent
+    return Path(__file__).resolve().parent
 
 
-def _run(argv: list[str]) -> str:
+def _run(argv: list[str], cwd: Path | None = None) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, cwd=_ROOT)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return (done.stdout or done.stderr).strip()
@@ -49,8 +57,9 @@ def _binary_version(name: str, argv: list[str], word: int) -> str:
 
 
 def versions(litellm: str) -> dict[str, str]:
-    commit = _run(["git", "rev-parse", "--short", "HEAD"]) or "?"
-    if _run(["git", "status", "--porcelain", "--untracked-files=no"]):
+    code = _code_dir()
+    commit = _run(["git", "rev-parse", "--short", "HEAD"], code) or "?"
+    if _run(["git", "status", "--porcelain", "--untracked-files=no"], code):
         commit += " (with uncommitted changes)"
     return {
         "python": platform.python_version(),

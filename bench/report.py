@@ -231,13 +231,18 @@ class Report:
 
     def memory(self) -> list[str]:
         lines = [
-            "## Memory (MB)",
+            "## Memory and idle CPU",
             "",
             "RSS: the largest `VmRSS` (/proc/<pid>/status) of any one process of the service,"
-            " read before and after every batch; peak: the kernel's `VmHWM`, start-up included.",
+            " read before and after every batch; peak: the kernel's `VmHWM`, start-up included."
+            " Idle CPU: what the process spent, with no request in flight, over"
+            " a few seconds after the warm-up (timers, health checks, pings); at concurrency 1 it"
+            " is part of the CPU per request above.",
             "",
-            _row(["process", "RSS, max over the run", "peak (VmHWM)", "processes"]),
-            _row(["---", "---:", "---:", "---:"]),
+            _row(
+                ["process", "RSS, max over the run (MB)", "peak (VmHWM, MB)", "processes", "idle CPU (ms/s)"]
+            ),
+            _row(["---", "---:", "---:", "---:", "---:"]),
         ]
         for name in self.services.trees:
             lines.append(
@@ -246,6 +251,7 @@ class Report:
                     _num(self.services.rss_mb(name), 1),
                     _num(self.services.hwm_mb(name), 1),
                     str(self.services.processes(name)),
+                    _num(self.services.idle.get(name, math.nan) * 1000, 1),
                 ])
             )  # fmt: skip
         return [*lines, ""]

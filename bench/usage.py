@@ -83,6 +83,8 @@ class Services:
     `cpu_since()` the seconds each used in between."""
 
     trees: dict[str, _Tree] = field(default_factory=dict)
+    idle: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per second of each process while no request was in flight."""
 
     def watch(self, name: str, pid: int, *, whole_tree: bool = True) -> None:
         self.trees[name] = _Tree(pid, whole_tree)
