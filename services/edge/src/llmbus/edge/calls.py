@@ -6,7 +6,6 @@ request within the accept timeout (503), a silent worker (504), lost frames (502
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -121,7 +120,7 @@ class Call:
         remaining = self._deadline - time.monotonic()
         timeout = min(self._idle_timeout if self.accepted else self._accept_timeout, remaining)
         try:
-            return await asyncio.wait_for(queue.get(), max(timeout, 0.0))
+            return await queue.get_within(timeout)
         except TimeoutError:
             if time.monotonic() >= self._deadline:
                 raise GatewayTimeout(
