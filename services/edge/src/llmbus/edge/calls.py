@@ -89,32 +89,43 @@ class Call:
         """The next event other than a heartbeat; raises ApiError when the stream fails."""
         queue: StreamInbox = self._queue
         while True:
-            if not queue.empty():
-                msg = queue.get_nowait()
-            else:
-                msg = await self._wait(queue)
-            if is_no_responders(msg):
-                raise Unavailable(
-                    f"no llmbus worker is available to serve `{self.chat.model}` (router or worker down)",
-                    code="no_worker_available",
-                )
-            try:
-                event = EVENTS.decode(msg.data)
-            except msgspec.DecodeError:
-                raise UpstreamFailed(
-                    "a malformed frame arrived on the reply stream", code="bad_frame"
-                ) from None
-            if event.seq != self._seq:
-                raise UpstreamFailed(
-                    f"the reply stream lost frames (expected {self._seq}, got {event.seq})", code="stream_gap"
-                )
-            self._seq += 1
-            self.accepted = True
-            if isinstance(event, Heartbeat):
-                continue
-            if isinstance(event, Error):
-                self.finished = True
-            return event
+            msg = queue.get_nowait() if not queue.empty() else await self._wait(queue)
+            event = self._take(msg)
+            if event is not None:
+                return event
+
+    def next_nowait(self) -> AnyEvent | None:
+        """The next event if its frame has arrived already, else None (as `next`
+        otherwise)."""
+        queue: StreamInbox = self._queue
+        while not queue.empty():
+            event = self._take(queue.get_nowait())
+            if event is not None:
+                return event
+        return None
+
+    def _take(self, msg: Delivery) -> AnyEvent | None:
+        """The frame's event, None for a heartbeat; raises ApiError for a broken stream."""
+        if is_no_responders(msg):
+            raise Unavailable(
+                f"no llmbus worker is available to serve `{self.chat.model}` (router or worker down)",
+                code="no_worker_available",
+            )
+        try:
+            event = EVENTS.decode(msg.data)
+        except msgspec.DecodeError:
+            raise UpstreamFailed("a malformed frame arrived on the reply stream", code="bad_frame") from None
+        if event.seq != self._seq:
+            raise UpstreamFailed(
+                f"the reply stream lost frames (expected {self._seq}, got {event.seq})", code="stream_gap"
+            )
+        self._seq += 1
+        self.accepted = True
+        if isinstance(event, Heartbeat):
+            return None
+        if isinstance(event, Error):
+            self.finished = True
+        return event
 
     async def _wait(self, queue: StreamInbox) -> Delivery:
         remaining = self._deadline - time.monotonic()
