@@ -20,6 +20,7 @@ from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLim
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError as NatsNoResponders
 from nats.errors import TimeoutError as NatsTimeout
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -28,7 +29,7 @@ from llmbus.bus.dispatch import dispatch
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.protocol import Delivery, Subscription
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
-from llmbus.telemetry import extract, inject
+from llmbus.telemetry import extract, inject, recording
 
 __all__ = ["NatsBus", "connect", "is_no_responders"]
 
@@ -171,8 +172,9 @@ class NatsBus:
     ) -> None:
         subject = topic.subject(**tokens)
         data = topic.codec.encode(message)
-        if not traced:
-            await self.publish_raw(subject, data, reply=reply)
+        if not traced or not recording():
+            # Without recording, the trace context (the sender's, if any) travels alone.
+            await self.publish_raw(subject, data, reply=reply, traced=traced)
             return
         with _tracer.start_as_current_span(f"publish {topic.pattern}", kind=SpanKind.PRODUCER) as span:
             span.set_attribute("messaging.system", "nats")
@@ -188,23 +190,27 @@ class NatsBus:
 
     async def request(self, endpoint: Endpoint[M, R], message: M, *, timeout: float, **tokens: str) -> R:
         subject = endpoint.subject(**tokens)
+        if not recording():
+            return await self._request(endpoint, subject, message, timeout)
         with _tracer.start_as_current_span(f"send {endpoint.pattern}", kind=SpanKind.CLIENT) as span:
             span.set_attribute("messaging.system", "nats")
             span.set_attribute("messaging.destination.name", subject)
-            try:
-                reply = await self.nc.request(
-                    subject, endpoint.codec.encode(message), timeout=timeout, headers=inject()
-                )
-            except NatsNoResponders:
-                raise NoResponders(subject) from None
-            except NatsTimeout:
-                raise BusTimeout(subject, timeout) from None
-            except ConnectionClosedError:
-                raise BusUnavailable(f"no connection to NATS for {subject}") from None
-            if reply.headers and ERROR_HEADER in reply.headers:
-                error = error_codec.decode(reply.data)
-                raise RemoteError(error.status, error.code, error.message)
-            return endpoint.reply.decode(reply.data)
+            return await self._request(endpoint, subject, message, timeout)
+
+    async def _request(self, endpoint: Endpoint[M, R], subject: str, message: M, timeout: float) -> R:
+        try:
+            data = endpoint.codec.encode(message)
+            reply = await self.nc.request(subject, data, timeout=timeout, headers=inject())
+        except NatsNoResponders:
+            raise NoResponders(subject) from None
+        except NatsTimeout:
+            raise BusTimeout(subject, timeout) from None
+        except ConnectionClosedError:
+            raise BusUnavailable(f"no connection to NATS for {subject}") from None
+        if reply.headers and ERROR_HEADER in reply.headers:
+            error = error_codec.decode(reply.data)
+            raise RemoteError(error.status, error.code, error.message)
+        return endpoint.reply.decode(reply.data)
 
     async def respond(self, delivery: Delivery, endpoint: Endpoint[Any, R], message: R) -> None:
         if delivery.reply:
@@ -236,6 +242,14 @@ class NatsBus:
 
         async def run(delivery: NatsMsg) -> None:
             try:
+                if not recording():
+                    # No span to make: the sender's trace context, when it sent one, is
+                    # made current so that it travels on with what the handler sends.
+                    headers = delivery.headers
+                    if headers and "traceparent" in headers:
+                        otel_context.attach(extract(headers))
+                    await dispatch(self, codec, handler, delivery)
+                    return
                 with _tracer.start_as_current_span(
                     name, context=extract(delivery.headers), kind=SpanKind.CONSUMER
                 ) as span:

@@ -2,11 +2,12 @@
 
 from llmbus.telemetry.http import serve_metrics
 from llmbus.telemetry.logs import redact, setup_logging
-from llmbus.telemetry.tracing import extract, inject, setup_tracing, shutdown_tracing, tracer
+from llmbus.telemetry.tracing import extract, inject, recording, setup_tracing, shutdown_tracing, tracer
 
 __all__ = [
     "extract",
     "inject",
+    "recording",
     "redact",
     "serve_metrics",
     "setup_logging",

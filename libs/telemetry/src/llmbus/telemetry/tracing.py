@@ -18,7 +18,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-__all__ = ["extract", "inject", "setup_tracing", "shutdown_tracing", "tracer"]
+__all__ = ["extract", "inject", "recording", "setup_tracing", "shutdown_tracing", "tracer"]
 
 _provider: trace.TracerProvider | None = None
 
@@ -50,6 +50,12 @@ def shutdown_tracing() -> None:
     if isinstance(_provider, TracerProvider):
         _provider.shutdown()
     _provider = None
+
+
+def recording() -> bool:
+    """Whether this process records spans (it exports them). When it does not, a span
+    would only carry its parent's context, and a hot path may carry the context alone."""
+    return isinstance(_provider, TracerProvider)
 
 
 def tracer(name: str) -> trace.Tracer:
