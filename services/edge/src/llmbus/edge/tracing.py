@@ -5,18 +5,43 @@ span themselves with `server_span` and `record_status`."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from contextvars import Token
+from types import TracebackType
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmbus.telemetry import extract
+from llmbus.telemetry import extract, recording
 
 __all__ = ["TracingMiddleware", "record_status", "server_span"]
 
 _tracer = trace.get_tracer("llmbus.edge")
 _UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 _ERROR = Status(StatusCode.ERROR)
+
+
+class _Carried:
+    """What a server span becomes when nothing records: the client's trace context, when
+    it sent one, made current so that it travels on over the bus; no span object."""
+
+    __slots__ = ("_headers", "_token")
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+        self._token: Token[otel_context.Context] | None = None
+
+    def __enter__(self) -> Span:
+        if self._headers:
+            self._token = otel_context.attach(extract(self._headers))
+        return INVALID_SPAN
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
 
 
 def server_span(scope: Scope) -> AbstractContextManager[Span]:
@@ -26,6 +51,8 @@ def server_span(scope: Scope) -> AbstractContextManager[Span]:
         for k, v in scope["headers"]
         if k in (b"traceparent", b"tracestate")
     }
+    if not recording():
+        return _Carried(headers)
     method, path = scope["method"], scope["path"]
     return _tracer.start_as_current_span(
         f"{method} {path}",
