@@ -34,6 +34,7 @@ from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
+from llmbus.edge.usage import UsageBatcher
 from llmbus.proto import (
     AUTH_KEY_VERIFY,
     EVENTS,
@@ -59,7 +60,14 @@ class Gateway:
     bus: InMemoryBus
     http: httpx2.AsyncClient
     management: ManagementKey
+    usage: UsageBatcher
     routed: list[ChatRequest] = field(default_factory=list)
+
+    async def counted(self) -> None:
+        """Send the edge's counted usage now (it batches about once a second) and wait
+        until auth has written it."""
+        await self.usage.flush()
+        await self.bus.settle()
 
     def openai(self, key: str) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -109,6 +117,7 @@ async def gateway(redis_url: str) -> AsyncIterator[Gateway]:
     management = ManagementKey(MANAGEMENT_KEY)
     keys_cache = KeyCache(bus, ttl=30)
     await keys_cache.start()
+    usage = UsageBatcher(bus)
 
     async def make_context(settings: EdgeSettings, _: AsyncExitStack) -> EdgeContext:
         return EdgeContext(
@@ -118,13 +127,14 @@ async def gateway(redis_url: str) -> AsyncIterator[Gateway]:
             keys=keys_cache,
             registry=RegistryClient(bus),
             management=management,
+            usage=usage,
         )
 
     settings = EdgeSettings(accept_timeout=1, idle_timeout=1, request_timeout=5)
     app = create_app(settings, make_context)
     app.state.context = await make_context(settings, AsyncExitStack())
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://edge") as http:
-        yield Gateway(app, bus, http, management, routed)
+        yield Gateway(app, bus, http, management, usage, routed)
     for peer in (bus, auth_bus, router_bus):
         await peer.drain()
     await redis.aclose()
@@ -138,7 +148,7 @@ async def test_a_created_key_serves_requests_and_its_usage_is_counted(gateway: G
     client = gateway.openai(created["key"])
     answer = await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
     assert answer.choices[0].message.content == "hi"
-    await gateway.bus.settle()
+    await gateway.counted()
     usage = await gateway.http.get(
         f"/v1/keys/{created['id']}/usage", headers={"x-management-key": MANAGEMENT_KEY}
     )
@@ -290,7 +300,7 @@ async def test_the_cli_creates_lists_shows_usage_and_revokes_a_key(
     assert key.startswith("sk-llmbus-")
     client = gateway.openai(key)
     await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
-    await gateway.bus.settle()
+    await gateway.counted()
 
     assert await _cli(gateway, "keys", "list") == 0
     table = capsys.readouterr().out

@@ -25,6 +25,7 @@ from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
+from llmbus.edge.usage import UsageBatcher
 from llmbus.proto import (
     AUTH_KEY_VERIFY,
     CONTROL_REGISTRY,
@@ -135,6 +136,7 @@ async def edge() -> AsyncIterator[Edge]:
             keys=KeyCache(bus, ttl=30),
             registry=RegistryClient(bus),
             management=ManagementKey(),
+            usage=UsageBatcher(bus),
         )
 
     app = create_app(settings, make_context)

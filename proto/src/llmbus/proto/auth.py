@@ -144,7 +144,9 @@ class KeyUsage(Msg, frozen=True, kw_only=True):
 
 
 class UsageRecord(Msg, frozen=True, kw_only=True):
-    """`auth.v1.events.usage`: one request ended (published by the edge, counted by auth)."""
+    """`auth.v1.events.usage`: requests that ended (published by the edge, counted by
+    auth). The edge sums the requests of one key, model, provider and day over about a
+    second into one record: `requests` of them, with their tokens added up."""
 
     key_id: str
     model: str
@@ -153,6 +155,7 @@ class UsageRecord(Msg, frozen=True, kw_only=True):
     output_tokens: int = 0
     at: float = 0.0
     ok: bool = True
+    requests: int = 1
 
 
 # --- quotas ----------------------------------------------------------------------------

@@ -58,11 +58,11 @@ class UsageStore:
         self._redis = redis
 
     async def record(self, usage: UsageRecord) -> None:
-        """Count one finished request (failed ones too: they were asked for)."""
+        """Count finished requests (failed ones too: they were asked for)."""
         key = f"{_PREFIX}{usage.key_id}:{_day(usage.at or time.time())}"
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(key, f"requests:{usage.model}", 1)
+                pipe.hincrby(key, f"requests:{usage.model}", usage.requests)
                 if usage.input_tokens:
                     pipe.hincrby(key, f"input:{usage.model}", usage.input_tokens)
                 if usage.output_tokens:

@@ -14,6 +14,7 @@ import msgspec
 from llmbus.api import ApiError, GatewayTimeout, Unavailable, UpstreamFailed, error_from_status
 from llmbus.bus import Bus, BusFailure, Delivery, Inbox, StreamInbox, is_no_responders
 from llmbus.edge.quota import Reservation
+from llmbus.edge.usage import UsageBatcher
 from llmbus.proto import (
     CANCEL,
     EVENTS,
@@ -26,10 +27,11 @@ from llmbus.proto import (
     Heartbeat,
     Needs,
     RouteRequest,
+    Usage,
     chat_codec,
 )
 
-__all__ = ["Call"]
+__all__ = ["Call", "raise_for", "report_usage"]
 
 
 class Call:
@@ -48,8 +50,11 @@ class Call:
         request_timeout: float,
         tokens: int = 0,
         reservation: Reservation | None = None,
+        usage: UsageBatcher | None = None,
     ) -> None:
         self.bus = bus
+        self.usage = usage
+        """Where the request is counted when it ends (per key, model and day)."""
         self.chat = chat
         self.client = client
         self.tokens = tokens
@@ -160,6 +165,12 @@ class Call:
                 )
             except BusFailure:
                 pass
+
+
+def report_usage(call: Call, first: AnyEvent | None, usage: Usage | None, ok: bool) -> None:
+    """Count the ended request for its key (no I/O: the batcher reports to auth)."""
+    if call.usage is not None:
+        call.usage.add(call.client.id, call.chat.model, first, usage, ok)
 
 
 def raise_for(event: Error) -> ApiError:

@@ -20,6 +20,7 @@ from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
+from llmbus.edge.usage import UsageBatcher
 from llmbus.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
 __all__ = ["app", "build_context", "main"]
@@ -37,6 +38,14 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
     await inbox.start()
     keys = KeyCache(bus, settings.key_cache_ttl)
     await keys.start()
+    usage = UsageBatcher(bus, settings.usage_flush_interval)
+    reporter = asyncio.create_task(usage.run())
+
+    async def stop_reporting() -> None:  # before the bus drains: the last counts go out
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+
+    stack.push_async_callback(stop_reporting)
     await bus.flush()
     management = ManagementKey(config.management_key, config.remote_management)
 
@@ -53,6 +62,7 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
         keys=keys,
         registry=RegistryClient(bus),
         management=management,
+        usage=usage,
     )
 
 

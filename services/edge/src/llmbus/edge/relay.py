@@ -18,12 +18,11 @@ from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Send
 
 from llmbus.api import ApiError, InvalidRequest
-from llmbus.edge.calls import Call, raise_for
+from llmbus.edge.calls import Call, raise_for, report_usage
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
 from llmbus.edge.quota import estimate, reserve, settle
-from llmbus.edge.usage import report_usage
 from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
 
 __all__ = [
@@ -141,6 +140,7 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
         request_timeout=settings.request_timeout,
         tokens=tokens,
         reservation=reservation,
+        usage=context.usage,
     )
     span.set_attribute("llmbus.request_id", call.request_id)
     try:
@@ -154,7 +154,7 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
     except ApiError as exc:
         REQUESTS.labels(chat.model, str(exc.status)).inc()
         await call.close()
-        await report_usage(call, None, None, ok=False)
+        report_usage(call, None, None, ok=False)
         await settle(call.bus, call.reservation, None, answered=False)
         raise
     except BaseException:
@@ -190,7 +190,7 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
         REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
-        await report_usage(call, first, usage, ok=call.finished and status == "200")
+        report_usage(call, first, usage, ok=call.finished and status == "200")
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
 
 
@@ -251,5 +251,5 @@ async def relay_stream(
         REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
-        await report_usage(call, first, usage, ok=call.finished and status == "200")
+        report_usage(call, first, usage, ok=call.finished and status == "200")
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))

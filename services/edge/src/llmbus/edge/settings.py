@@ -27,4 +27,6 @@ class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
     request_timeout: float = 600.0
     """Deadline of one request, first byte to last."""
     key_cache_ttl: float = 30.0
+    usage_flush_interval: float = 1.0
+    """Seconds between two reports of counted usage to auth (see `usage.UsageBatcher`)."""
     max_body_bytes: int = 8 * 1024 * 1024
