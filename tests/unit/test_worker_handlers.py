@@ -42,7 +42,7 @@ from llmbus.providers.adapters import Credential, CredentialSource, OpenAICompat
 from llmbus.providers.errors import CredentialUnavailable
 from llmbus.providers.http import HttpClient
 from llmbus.testing import InMemoryBus
-from llmbus.worker.handlers import Worker
+from llmbus.worker.handlers import FIRST_HEARTBEAT, Worker
 
 CONFIG = """
 providers:
@@ -217,13 +217,13 @@ async def test_a_stream_is_started_deltas_usage_done_with_consecutive_seq(rigs: 
 
     events = rig.events()
     assert [e.seq for e in events] == list(range(len(events)))
-    assert isinstance(events[0], Heartbeat), "the edge learns at once that a worker has it"
+    assert not any(isinstance(e, Heartbeat) for e in events), "a quick answer needs no heartbeat"
     assert rig.answer() == [
-        Started(seq=1, provider="alpha", model="up-alpha", credential="key-1", attempt=1),
-        Delta(seq=2, text="Hel"),
-        Delta(seq=3, text="lo"),
-        Usage(seq=4, prompt_tokens=5, completion_tokens=2),
-        Done(seq=5, finish_reason="stop"),
+        Started(seq=0, provider="alpha", model="up-alpha", credential="key-1", attempt=1),
+        Delta(seq=1, text="Hel"),
+        Delta(seq=2, text="lo"),
+        Usage(seq=3, prompt_tokens=5, completion_tokens=2),
+        Done(seq=4, finish_reason="stop"),
     ]
     [call] = rig.upstream.calls
     assert call.headers["Authorization"] == "Bearer ka"
@@ -404,3 +404,21 @@ async def test_a_provider_dropped_on_reload_leaves_its_queue_group(rigs: list[Ri
 
     [frame] = rig.frames
     assert (frame.data, frame.headers) == (b"", {"Status": "503"}), "the edge hears at once: no worker"
+
+
+class _SlowKeys(StaticKeys):
+    """Keys that take a while to get (as a token being minted does)."""
+
+    async def get(self, provider: ConfiguredProvider, entry: CredentialEntry) -> Credential:
+        await asyncio.sleep(FIRST_HEARTBEAT + 0.3)
+        return await super().get(provider, entry)
+
+
+async def test_a_worker_slow_to_start_sends_a_heartbeat_before_anything_else(rigs: list[Rig]) -> None:
+    """The edge must learn within its accept timeout that a worker has the request."""
+    rig = await _rig({"alpha": lambda _: httpx2.Response(200, content=HELLO)}, _SlowKeys())
+    rigs.append(rig)
+    await rig.send()
+    events = rig.events()
+    assert isinstance(events[0], Heartbeat)
+    assert isinstance(events[1], Started)

@@ -43,6 +43,8 @@ __all__ = ["Worker"]
 log = logging.getLogger(__name__)
 
 _GONE: Final = "edge gone"
+FIRST_HEARTBEAT: Final = 0.5
+"""Seconds before a worker that has sent nothing yet says it has the request."""
 
 
 class Worker:
@@ -115,7 +117,6 @@ class Worker:
         emitter = Emitter(self.bus, request.reply, request.seq, f"{self.guard_prefix}.{request.request_id}")
         beat = asyncio.create_task(self._heartbeats(emitter))
         try:
-            await emitter.heartbeat()  # tells the edge that a worker has the request
             await self._execute(request, emitter)
         except asyncio.CancelledError:
             pass
@@ -127,7 +128,18 @@ class Worker:
             self._running.pop(request.request_id, None)
 
     async def _heartbeats(self, emitter: Emitter) -> None:
+        """Heartbeats while nothing else is sent. The first comes after at most
+        `FIRST_HEARTBEAT` seconds, well inside the edge's accept timeout, so the edge learns
+        that a worker has the request; an upstream that answers sooner says so itself
+        (`Started`), which saves a frame per request (measured: added p50 at concurrency 1
+        1.74 -> see bench/RESULTS.md)."""
         interval = self.heartbeat_interval
+        await asyncio.sleep(min(interval, FIRST_HEARTBEAT))
+        if emitter.last_sent == 0.0:
+            try:
+                await emitter.heartbeat()
+            except BusUnavailable:
+                return
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - emitter.last_sent >= interval * 0.9:
