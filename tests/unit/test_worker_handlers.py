@@ -222,8 +222,9 @@ async def test_a_stream_is_started_deltas_usage_done_with_consecutive_seq(rigs: 
         Started(seq=0, provider="alpha", model="up-alpha", credential="key-1", attempt=1),
         Delta(seq=1, text="Hel"),
         Delta(seq=2, text="lo"),
-        Usage(seq=3, prompt_tokens=5, completion_tokens=2),
-        Done(seq=4, finish_reason="stop"),
+        Delta(seq=3, finish_reason="stop"),
+        Usage(seq=4, prompt_tokens=5, completion_tokens=2),
+        Done(seq=5, finish_reason="stop"),
     ]
     [call] = rig.upstream.calls
     assert call.headers["Authorization"] == "Bearer ka"

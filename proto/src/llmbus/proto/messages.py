@@ -128,6 +128,10 @@ class Delta(Event, tag="delta", frozen=True, kw_only=True):
     tool_calls: list[ToolCallDelta] = []
     reasoning_signature: str = ""
     """A fragment of the signature over the reasoning (Anthropic `signature_delta`)."""
+    finish_reason: str = ""
+    """The answer's finish reason as soon as the upstream says it (OpenAI-style streams
+    send it before their usage chunk and `[DONE]`), so the client hears it as early as a
+    direct client would; `Done` repeats it as the stream's last event."""
 
 
 class Usage(Event, tag="usage", frozen=True, kw_only=True):

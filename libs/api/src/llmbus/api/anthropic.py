@@ -489,6 +489,10 @@ class MessageStreamWriter:
             self._tool_call(call, out)
         return b"".join(out)
 
+    def usage(self, event: Usage) -> bytes:
+        """Nothing yet: Anthropic reports usage in `message_delta`, at the finish."""
+        return b""
+
     def finish(self, done: Done, usage: Usage | None) -> bytes:
         """Closes the open block, then `message_delta` with the stop reason and the final
         usage (input tokens included), then `message_stop`."""

@@ -80,6 +80,10 @@ class StreamEncoder(Protocol):
 
     def delta(self, event: Delta) -> bytes: ...
 
+    def usage(self, event: Usage) -> bytes:
+        """What the client hears of usage when it arrives (before the end, if anything)."""
+        ...
+
     def finish(self, done: Done, usage: Usage | None) -> bytes:
         """The end of a good stream; `usage` is the last Usage event, if any came."""
         ...
@@ -224,6 +228,7 @@ async def relay_stream(
                     pending.append(encoder.delta(event))
                 case Usage():
                     usage = event
+                    pending.append(encoder.usage(event))
                 case Done():
                     call.finished = True
                     pending.append(encoder.finish(event, usage))

@@ -182,7 +182,11 @@ class OpenAICompatible:
                 break
             for item in _chunk_events(event.data):
                 if isinstance(item, Done):
-                    finish = item.finish_reason
+                    # Said at once (usage and `[DONE]` may come much later), and once;
+                    # `Done` repeats it at the end.
+                    if finish is None:
+                        finish = item.finish_reason
+                        yield Delta(seq=0, finish_reason=finish)
                 else:
                     yield item
         if finish is None:

@@ -37,24 +37,43 @@ class ChatCompletions:
 
 
 class _ChunkStream:
-    """OpenAI's chunks as the relay's StreamEncoder: a role chunk first, then the
-    finish chunk, the usage chunk when asked for, and `[DONE]`."""
+    """OpenAI's chunks as the relay's StreamEncoder: a role chunk first, then the deltas;
+    the finish chunk as soon as the finish reason is known, the usage chunk (when asked
+    for) as soon as usage is, then `[DONE]` — in the order and at the moments an
+    OpenAI-compatible upstream sends them."""
 
-    __slots__ = ("_writer",)
+    __slots__ = ("_finished", "_usage_sent", "_writer")
 
     def __init__(self, writer: ChunkWriter) -> None:
         self._writer = writer
+        self._finished = False
+        self._usage_sent = False
 
     def start(self) -> bytes:
         return self._writer.role()
 
     def delta(self, event: Delta) -> bytes:
-        return self._writer.delta(event)
+        writer = self._writer
+        out = (
+            writer.delta(event)
+            if event.text or event.reasoning or event.tool_calls or event.reasoning_signature
+            else b""
+        )
+        if event.finish_reason and not self._finished:
+            self._finished = True
+            out += writer.finish(event.finish_reason)
+        return out
+
+    def usage(self, event: Usage) -> bytes:
+        if self._finished and self._writer.include_usage and not self._usage_sent:
+            self._usage_sent = True
+            return self._writer.usage(event)
+        return b""
 
     def finish(self, done: Done, usage: Usage | None) -> bytes:
         writer = self._writer
-        out = writer.finish(done.finish_reason)
-        if usage is not None and writer.include_usage:
+        out = b"" if self._finished else writer.finish(done.finish_reason)
+        if usage is not None and writer.include_usage and not self._usage_sent:
             out += writer.usage(usage)
         return out + writer.done()
 
