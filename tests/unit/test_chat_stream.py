@@ -48,3 +48,8 @@ def test_usage_is_left_out_unless_the_client_asked_for_it() -> None:
     stream.delta(Delta(seq=0, finish_reason="stop"))
     assert stream.usage(USAGE) == b""
     assert _chunks(stream.finish(Done(seq=0), USAGE)) == ["[DONE]"]
+
+
+def test_a_stream_without_usage_is_complete_at_its_finish() -> None:
+    assert _ChunkStream(ChunkWriter("c", "m", include_usage=False)).ends_at_finish
+    assert not _ChunkStream(ChunkWriter("c", "m", include_usage=True)).ends_at_finish

@@ -493,6 +493,11 @@ class MessageStreamWriter:
         """Nothing yet: Anthropic reports usage in `message_delta`, at the finish."""
         return b""
 
+    @property
+    def ends_at_finish(self) -> bool:
+        """Never: `message_delta` carries the usage, which comes after the finish."""
+        return False
+
     def finish(self, done: Done, usage: Usage | None) -> bytes:
         """Closes the open block, then `message_delta` with the stop reason and the final
         usage (input tokens included), then `message_stop`."""

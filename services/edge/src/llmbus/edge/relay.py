@@ -84,6 +84,12 @@ class StreamEncoder(Protocol):
         """What the client hears of usage when it arrives (before the end, if anything)."""
         ...
 
+    @property
+    def ends_at_finish(self) -> bool:
+        """Whether the client's stream is complete once the finish reason is written
+        (nothing it asked for comes after): the relay then ends it at once."""
+        ...
+
     def finish(self, done: Done, usage: Usage | None) -> bytes:
         """The end of a good stream; `usage` is the last Usage event, if any came."""
         ...
@@ -198,6 +204,35 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
 
 
+async def _answer_complete(
+    call: Call,
+    encoder: StreamEncoder,
+    finish: Delta,
+    pending: list[bytes],
+    send: Send,
+    written: Callable[[], object],
+) -> Usage | None:
+    """The client's answer is complete at its finish reason (it asked for no usage, so
+    nothing but the end follows): end its response now rather than when the upstream's
+    usage and end arrive, then read the rest of the reply stream for the accounting.
+    Returns the usage, if it came."""
+    pending.append(encoder.finish(Done(seq=0, finish_reason=finish.finish_reason), None))
+    await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
+    written()  # the client may go now: that no longer cancels the upstream call
+    usage: Usage | None = None
+    try:
+        while True:
+            event = await call.next()
+            if isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Done | Error):
+                break
+    except ApiError:
+        pass  # the answer was complete; only its usage is lost
+    call.finished = True
+    return usage
+
+
 async def relay_stream(
     call: Call,
     first: AnyEvent,
@@ -226,6 +261,9 @@ async def relay_stream(
                         FIRST_TOKEN.labels(model).observe(time.perf_counter() - started)
                         awaiting_first_delta = False
                     pending.append(encoder.delta(event))
+                    if event.finish_reason and encoder.ends_at_finish:
+                        usage = await _answer_complete(call, encoder, event, pending, send, written)
+                        return
                 case Usage():
                     usage = event
                     pending.append(encoder.usage(event))

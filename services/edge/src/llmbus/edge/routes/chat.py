@@ -64,6 +64,10 @@ class _ChunkStream:
             out += writer.finish(event.finish_reason)
         return out
 
+    @property
+    def ends_at_finish(self) -> bool:
+        return not self._writer.include_usage
+
     def usage(self, event: Usage) -> bytes:
         if self._finished and self._writer.include_usage and not self._usage_sent:
             self._usage_sent = True
