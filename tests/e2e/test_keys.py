@@ -110,3 +110,23 @@ async def test_management_calls_are_refused_without_the_right_key(stack: Stack) 
         # One wrong key, then the right one: the right key resets this source's count, so
         # the other tests on the shared stack are not pushed towards a lockout.
         assert (await http.get("/v1/keys", headers=MANAGED)).status_code == 200
+
+
+async def test_a_stream_that_ends_at_its_finish_is_still_counted_with_its_tokens(
+    stack: Stack, management: httpx.AsyncClient
+) -> None:
+    """Without `include_usage` the client's stream ends at the finish reason; the edge
+    still reads the upstream's usage that follows, and counts it."""
+    created = (await management.post("/v1/keys", json={"name": "e2e-stream-usage"})).json()
+    client = _sdk(stack.base_url, created["key"])
+    chunks = await client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+    assert text == "Mock answer to: hello"
+
+    async def counted() -> bool:
+        usage = (await management.get(f"/v1/keys/{created['id']}/usage")).json()
+        model = usage["by_model"].get("gpt-4o-mini", {})
+        return bool(model.get("requests") == 1 and model.get("output_tokens", 0) > 0)
+
+    await _eventually(counted, timeout=5)
+    await management.delete(f"/v1/keys/{created['id']}")
