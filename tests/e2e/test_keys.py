@@ -118,9 +118,9 @@ async def test_a_stream_that_ends_at_its_finish_is_still_counted_with_its_tokens
     """Without `include_usage` the client's stream ends at the finish reason; the edge
     still reads the upstream's usage that follows, and counts it."""
     created = (await management.post("/v1/keys", json={"name": "e2e-stream-usage"})).json()
-    client = _sdk(stack.base_url, created["key"])
-    chunks = await client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
-    text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+    async with _sdk(stack.base_url, created["key"]) as client:
+        chunks = await client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
     assert text == "Mock answer to: hello"
 
     async def counted() -> bool:
