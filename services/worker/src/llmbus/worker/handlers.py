@@ -131,8 +131,7 @@ class Worker:
         """Heartbeats while nothing else is sent. The first comes after at most
         `FIRST_HEARTBEAT` seconds, well inside the edge's accept timeout, so the edge learns
         that a worker has the request; an upstream that answers sooner says so itself
-        (`Started`), which saves a frame per request (measured: added p50 at concurrency 1
-        1.74 -> see bench/RESULTS.md)."""
+        (`Started`), which saves one frame per request."""
         interval = self.heartbeat_interval
         await asyncio.sleep(min(interval, FIRST_HEARTBEAT))
         if emitter.last_sent == 0.0:
