@@ -423,3 +423,17 @@ async def test_a_worker_slow_to_start_sends_a_heartbeat_before_anything_else(rig
     events = rig.events()
     assert isinstance(events[0], Heartbeat)
     assert isinstance(events[1], Started)
+
+
+async def test_an_upstream_refusing_the_gateways_key_is_a_502_that_quotes_no_key(rigs: list[Rig]) -> None:
+    """The client must not read it as a verdict on its own key, nor see part of ours."""
+    leaky = "Incorrect API key provided: sk-proj-***abcd. You can find your API key at ..."
+    rig = await _rig({"alpha": lambda _: _error(401, leaky)})
+    rigs.append(rig)
+    await rig.send()
+    error = rig.answer()[-1]
+    assert isinstance(error, Error)
+    assert error.status == 502
+    assert error.code == "upstream_credential_refused"
+    assert "sk-" not in error.message
+    assert "key-1" in error.message, "names the credential, for the operator"

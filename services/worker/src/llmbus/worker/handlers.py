@@ -229,17 +229,7 @@ class Worker:
             if exc.retryable and not emitter.started and request.plan:
                 await self._fail_over(request, emitter, exc)
                 return
-            await emitter.emit(
-                Error(
-                    seq=0,
-                    status=exc.status,
-                    code=exc.code,
-                    message=exc.message,
-                    retryable=exc.retryable,
-                    provider=target.provider,
-                    retry_after=exc.retry_after or 0.0,
-                )
-            )
+            await emitter.emit(_client_error(exc, target.provider, target.credential))
         finally:
             self.stats.end(target.provider, time.perf_counter() - started_at, failure)
             if admission is not None:
@@ -305,3 +295,30 @@ class Worker:
             request, target=following, plan=request.plan[1:], attempt=request.attempt + 1, seq=emitter.seq
         )
         await self.bus.publish(EXEC, retry, reply=request.reply, provider=following.provider)
+
+
+def _client_error(exc: UpstreamError, provider: str, credential: str) -> Error:
+    """The error the client sees. An upstream that refuses the gateway's own credential
+    (401, 403) is the gateway's problem, not the client's: a 502 that names the provider
+    and the credential, never the upstream's message, which may quote part of the key
+    (OpenAI's "Incorrect API key provided: sk-...1234"), nor its `invalid_api_key` code,
+    which the client would take for a verdict on its own key."""
+    if isinstance(exc, UpstreamStatus) and exc.upstream_status in (401, 403):
+        log.warning("%s refused credential %s (%d)", provider, credential, exc.upstream_status)
+        return Error(
+            seq=0,
+            status=502,
+            code="upstream_credential_refused",
+            message=f"{provider} refused the gateway's credential `{credential}` "
+            f"({exc.upstream_status}): an operator of the gateway must renew it",
+            provider=provider,
+        )
+    return Error(
+        seq=0,
+        status=exc.status,
+        code=exc.code,
+        message=exc.message,
+        retryable=exc.retryable,
+        provider=provider,
+        retry_after=exc.retry_after or 0.0,
+    )
