@@ -123,6 +123,8 @@ def _decode(decoder: msgspec.json.Decoder[_Request], body: bytes) -> _Request:
         raise InvalidRequest(message, param=param, code="invalid_value") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
 
 
 def _normalize(wire: CountTokensRequest) -> ChatRequest:

@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from llmbus.api.openai_wire import TOKENS_MAX
+
 __all__ = [
     "Base64Source",
     "ContentBlockDeltaEvent",
@@ -195,7 +197,7 @@ ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
 
 
 class ThinkingEnabled(_Wire, tag="enabled", tag_field="type", kw_only=True):
-    budget_tokens: Annotated[int, msgspec.Meta(ge=1024)]
+    budget_tokens: Annotated[int, msgspec.Meta(ge=1024, le=TOKENS_MAX)]
     """Anthropic's documented minimum is 1024."""
 
 
@@ -241,11 +243,11 @@ class CountTokensRequest(_Wire, kw_only=True):
 class MessagesRequest(CountTokensRequest, kw_only=True):
     """`POST /v1/messages`."""
 
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=TOKENS_MAX)]
     stop_sequences: list[str] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0, le=TOKENS_MAX)] | None = None
     stream: bool | None = None
     metadata: Metadata | None = None
 

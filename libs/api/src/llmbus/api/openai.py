@@ -55,6 +55,8 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         raise InvalidRequest(message, param=param, code="invalid_value") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
     return _normalize(wire)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "TOKENS_MAX",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
@@ -32,6 +33,11 @@ __all__ = [
     "ToolDefinition",
     "WireUsage",
 ]
+
+
+TOKENS_MAX = 2**31 - 1
+"""The largest token count a request may name: beyond any model's window, and within
+what every hop encodes (a larger number is a clear 400, not an overflow)."""
 
 
 class _In(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -104,13 +110,13 @@ class ChatCompletionRequest(_In, kw_only=True):
     messages: Annotated[list[RequestMessage], msgspec.Meta(min_length=1)]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=TOKENS_MAX)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1, le=TOKENS_MAX)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
     user: str | None = None

@@ -41,14 +41,18 @@ router = APIRouter()
 _encode = msgspec.json.Encoder().encode
 
 
+_COUNT_MAX = 2**31 - 1
+"""Limits beyond any real use, and within what the bus encodes: larger is a clear 400."""
+
+
 class NewKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The body of `POST /v1/keys`; every field is optional."""
 
     name: str = ""
     owner: str = ""
-    rpm: int = 0
-    tpm: int = 0
-    max_tokens: int = 0
+    rpm: Annotated[int, msgspec.Meta(ge=0, le=_COUNT_MAX)] = 0
+    tpm: Annotated[int, msgspec.Meta(ge=0, le=_COUNT_MAX)] = 0
+    max_tokens: Annotated[int, msgspec.Meta(ge=0, le=_COUNT_MAX)] = 0
     models: list[str] = []
     expires_at: float | None = None
     """Unix seconds."""
@@ -152,7 +156,7 @@ async def create_key(request: Request, context: Context, actor: Manager) -> Resp
         body = msgspec.json.decode(await request.body() or b"{}", type=NewKey)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"Invalid key request: {exc}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidRequest("The body is not valid JSON.") from None
     limits = ClientLimits(rpm=body.rpm, tpm=body.tpm, max_tokens=body.max_tokens, models=body.models)
     create = KeyCreate(

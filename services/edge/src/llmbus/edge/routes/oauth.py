@@ -66,7 +66,7 @@ async def start(family: str, request: Request, context: Context, actor: Manager)
     raw = await request.body()
     try:
         body = msgspec.json.decode(raw, type=_Start) if raw.strip() else _Start()
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"Expected a JSON body {{provider, method, start_url, region}}: {exc}") from None
     if family == "copilot":
         method = body.method or "github"

@@ -62,7 +62,7 @@ async def provider_status(name: str, context: Context, _: Authenticated) -> Resp
 async def set_enabled(name: str, request: Request, context: Context, actor: Manager) -> Response:
     try:
         wanted = msgspec.json.decode(await request.body(), type=_Enabled)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             f'Expected a JSON body {{"enabled": true|false}}: {exc}', param="enabled"
         ) from None
