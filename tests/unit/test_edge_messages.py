@@ -16,6 +16,7 @@ import httpx2
 import openai
 import pytest
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 
 from llmbus.api import NotFound, openai_error_body
 from llmbus.bus import Delivery, Inbox
@@ -303,3 +304,15 @@ async def test_chat_completions_still_answer_in_openai_format(edge: Edge) -> Non
     assert chunks[-1].usage.prompt_tokens == 12
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["type"] == "rate_limit_error"
+
+
+async def test_a_model_no_provider_serves_never_becomes_a_metrics_label(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    """Any name a client sends would otherwise grow /metrics without bound."""
+    junk = "junk-model-7f3a9c"
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.create(model=junk, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    exposition = generate_latest().decode()
+    assert junk not in exposition
+    assert 'model="_unrouted"' in exposition

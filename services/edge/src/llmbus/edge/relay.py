@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 REQUESTS = Counter("llmbus_edge_requests_total", "Chat requests", ["model", "status"])
+UNROUTED = "_unrouted"
+"""The model label of requests that no provider took (unknown models, refused keys)."""
 DURATION = Histogram("llmbus_edge_request_seconds", "Chat request duration", ["model"])
 FIRST_TOKEN = Histogram("llmbus_edge_first_token_seconds", "Time to the first streamed delta", ["model"])
 
@@ -153,16 +155,20 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
         usage=context.usage,
     )
     span.set_attribute("llmbus.request_id", call.request_id)
+    routed = False
     try:
         await call.start()
         first = await call.next()
+        # Only a model some provider serves becomes a metrics label: any name a client
+        # sends would otherwise grow /metrics without bound.
+        routed = isinstance(first, Started) or (isinstance(first, Error) and bool(first.provider))
         if isinstance(first, Error):
             raise raise_for(first)
         if isinstance(first, Started):
             span.set_attribute("llmbus.provider", first.provider)
             span.set_attribute("llmbus.upstream_model", first.model)
     except ApiError as exc:
-        REQUESTS.labels(chat.model, str(exc.status)).inc()
+        REQUESTS.labels(chat.model if routed else UNROUTED, str(exc.status)).inc()
         await call.close()
         report_usage(call, None, None, ok=False)
         await settle(call.bus, call.reservation, None, answered=False)
