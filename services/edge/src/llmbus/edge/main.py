@@ -37,6 +37,7 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
     inbox = Inbox(bus)
     await inbox.start()
     keys = KeyCache(bus, settings.key_cache_ttl)
+    keys.set_config_keys([(k.key, k.name) for k in config.client_keys()])
     await keys.start()
     usage = UsageBatcher(bus, settings.usage_flush_interval)
     reporter = asyncio.create_task(usage.run())
@@ -51,6 +52,7 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
 
     async def apply(new: Config) -> None:
         management.set(new.management_key, new.remote_management)
+        keys.set_config_keys([(k.key, k.name) for k in new.client_keys()])
 
     watcher = asyncio.create_task(ConfigWatcher(settings.config, apply).run())
     stack.callback(watcher.cancel)
