@@ -12,6 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from llmbus.testing import Stack
+from tests.e2e.conftest import CLIENT_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +23,11 @@ async def _outcome(mock: httpx.AsyncClient, model: str, timeout: float = 8) -> d
     """The mock's record of the last request for `model`, once it has finished."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        records = [r for r in (await mock.get("/__mock__/requests")).json() if r["body"]["model"] == model]
+        records = [
+            r
+            for r in (await mock.get("/__mock__/requests")).json()
+            if isinstance(r["body"], dict) and r["body"].get("model") == model
+        ]
         if records and records[-1]["outcome"] not in {"pending", "streaming"}:
             return records[-1]  # type: ignore[no-any-return]
         if asyncio.get_running_loop().time() > deadline:
@@ -73,3 +78,27 @@ async def test_an_unhurried_stream_runs_to_its_end(client: openai.AsyncOpenAI, s
             pass
         record = await _outcome(mock, "slow")
     assert record["outcome"] == "completed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_client_that_gives_up_before_the_first_byte_cancels_the_upstream_call(
+    stack: Stack, stream: bool
+) -> None:
+    """The upstream hangs; the client stops waiting after half a second: the worker drops
+    the upstream call at once, well before its own read timeout (4 s here) would."""
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=headers) as gateway:
+
+        async def in_flight() -> int:
+            status = (await gateway.get("/v1/providers/openai/status")).json()
+            return int(status["in_flight"])
+
+        async with openai.AsyncOpenAI(
+            base_url=f"{stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=0.5
+        ) as impatient:
+            with pytest.raises(openai.APITimeoutError):
+                await impatient.chat.completions.create(model="hang", messages=USER, stream=stream)
+        gave_up = asyncio.get_running_loop().time()
+        while await in_flight():
+            assert asyncio.get_running_loop().time() - gave_up < 2.5, "the upstream call is still held"
+            await asyncio.sleep(0.1)

@@ -9,9 +9,11 @@ FastAPI's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -60,6 +62,35 @@ class EdgeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+@contextlib.asynccontextmanager
+async def _cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
+    """While the answer is awaited (before its first byte, or a whole answer being
+    collected), a client that disconnects cancels the request: the call is closed and the
+    worker aborts the upstream call, instead of an upstream that hangs holding it for the
+    whole deadline."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def listen() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    listener = asyncio.create_task(listen())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if gone and task.uncancel() == 0:
+            raise ClientGone from None
+        raise
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     headers.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -78,10 +109,15 @@ async def _serve(context: EdgeContext, dialect: Dialect, scope: Scope, receive: 
         try:
             caller = await authenticate(context, headers)
             chat = dialect.decode(await read_body(headers, receive, context.settings.max_body_bytes))
-            call, first = await open_call(context, chat, caller)
-            answer_id = dialect.id_prefix + call.request_id
-            if not chat.stream:
-                body = await respond_whole(call, first, dialect.builder(answer_id, chat), started)
+            async with _cancelled_if_the_client_leaves(receive):
+                call, first = await open_call(context, chat, caller)
+                answer_id = dialect.id_prefix + call.request_id
+                body = (
+                    None
+                    if chat.stream
+                    else await respond_whole(call, first, dialect.builder(answer_id, chat), started)
+                )
+            if body is not None:
                 record_status(span, 200)
                 responded = True
                 await _respond(send, 200, body, [_JSON])
