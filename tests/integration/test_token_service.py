@@ -22,7 +22,7 @@ from llmbus.auth.credential_handlers import CredentialHandlers
 from llmbus.auth.credentials import CredentialStore, StoredSecret
 from llmbus.auth.exchange import UpstreamExchange
 from llmbus.auth.vault import Vault
-from llmbus.bus import Bus, Delivery, connect
+from llmbus.bus import Bus, Delivery, NatsBus, connect
 from llmbus.config import Config, CredentialEntry, ProviderConfig
 from llmbus.mock_upstream.app import create_app
 from llmbus.mock_upstream.settings import MockSettings
@@ -54,6 +54,8 @@ class Auth:
     worker: AuthTokens
     events: asyncio.Queue[CredentialEvent]
     clock: Clock
+    buses: list[Bus]
+    """Auth's bus connections, the current one last (a test may restart auth)."""
 
 
 def _token_file(tmp_path: Path) -> Path:
@@ -104,6 +106,7 @@ async def auth(own_nats_url: str, redis_url: str, tmp_path: Path) -> AsyncIterat
         )
     )
     auth_bus: Bus = await connect(nats_url, name="test-auth")
+    buses = [auth_bus]
     worker_bus: Bus = await connect(nats_url, name="test-worker")
     events: asyncio.Queue[CredentialEvent] = asyncio.Queue()
 
@@ -115,7 +118,7 @@ async def auth(own_nats_url: str, redis_url: str, tmp_path: Path) -> AsyncIterat
     clock = Clock()
 
     async def publish(event: CredentialEvent) -> None:
-        await auth_bus.publish(AUTH_CREDENTIAL_EVENTS, event)
+        await buses[-1].publish(AUTH_CREDENTIAL_EVENTS, event)
 
     store = CredentialStore(
         redis,
@@ -128,10 +131,10 @@ async def auth(own_nats_url: str, redis_url: str, tmp_path: Path) -> AsyncIterat
     await CredentialHandlers(auth_bus, store).subscribe()
     await auth_bus.flush()
     try:
-        yield Auth(providers, store, AuthTokens(worker_bus, clock=clock, timeout=5), events, clock)
+        yield Auth(providers, store, AuthTokens(worker_bus, clock=clock, timeout=5), events, clock, buses)
     finally:
         await worker_bus.drain()
-        await auth_bus.drain()
+        await buses[-1].drain()
         await http.aclose()
         await redis.flushdb()
         await redis.aclose()
@@ -195,3 +198,43 @@ async def test_a_login_known_only_to_auth_is_served_by_name(auth: Auth) -> None:
     await _event(auth, "added", info.id)
     credential = await auth.worker.get(auth.providers["copilot"], CredentialEntry(name=info.id))
     assert credential.token.startswith("tid=")
+
+
+async def _stop_auth(auth: Auth) -> None:
+    """Auth goes away: nobody answers `auth.v1.tokens.get` until it is back."""
+    await auth.buses[-1].drain()
+
+
+async def test_a_token_request_waits_for_an_auth_that_is_restarting(auth: Auth, own_nats_url: str) -> None:
+    provider = auth.providers["copilot"]
+    entry = provider.credentials[0]
+    await _stop_auth(auth)
+
+    asking = asyncio.create_task(auth.worker.get(provider, entry))
+    await asyncio.sleep(0.5)
+    assert not asking.done(), "no auth listening: asked again, not failed at once"
+    restarted: NatsBus = await connect(own_nats_url, name="test-auth-restarted")
+    auth.buses.append(restarted)
+    await CredentialHandlers(restarted, auth.store).subscribe()
+
+    credential = await asyncio.wait_for(asking, 5)
+    assert credential.token.startswith("tid=")
+
+
+async def test_a_token_request_to_an_auth_that_stays_away_fails_within_its_timeout(
+    auth: Auth, own_nats_url: str
+) -> None:
+    provider = auth.providers["copilot"]
+    await _stop_auth(auth)
+    worker_bus = await connect(own_nats_url, name="test-worker-alone")
+    tokens = AuthTokens(worker_bus, timeout=1.0)
+    began = time.monotonic()
+    try:
+        with pytest.raises(CredentialUnavailable) as raised:
+            await tokens.get(provider, provider.credentials[0])
+    finally:
+        await worker_bus.drain()
+    elapsed = time.monotonic() - began
+    assert "NoResponders" in raised.value.message
+    assert raised.value.retryable, "the router may fail over to another credential or provider"
+    assert 0.5 < elapsed < 3.0, f"retried, within the 1 s budget (and its last backoff): {elapsed:.2f} s"

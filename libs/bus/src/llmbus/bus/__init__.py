@@ -4,15 +4,18 @@ from llmbus.bus.client import NatsBus, connect, is_no_responders
 from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.inbox import Inbox, StreamInbox
 from llmbus.bus.protocol import Bus, Delivery, Subscription
-from llmbus.bus.runtime import run_service
+from llmbus.bus.retry import BUS_RETRYABLE, retry_within
+from llmbus.bus.runtime import Lifecycle, run_service
 
 __all__ = [
+    "BUS_RETRYABLE",
     "Bus",
     "BusFailure",
     "BusTimeout",
     "BusUnavailable",
     "Delivery",
     "Inbox",
+    "Lifecycle",
     "NatsBus",
     "NoResponders",
     "RemoteError",
@@ -20,5 +23,6 @@ __all__ = [
     "Subscription",
     "connect",
     "is_no_responders",
+    "retry_within",
     "run_service",
 ]

@@ -28,6 +28,7 @@ from llmbus.bus.access import inbox_prefix
 from llmbus.bus.dispatch import dispatch
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.protocol import Delivery, Subscription
+from llmbus.bus.retry import retry_within
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
 from llmbus.telemetry import extract, inject, recording
 
@@ -110,19 +111,19 @@ async def connect(
     }
     clients: list[NATS] = []
 
-    async def attempt() -> NATS:
-        while True:
-            nc = NATS()
-            clients.append(nc)
-            try:
-                await nc.connect(url, **options)
-                return nc
-            except (NoServersError, OSError, NatsTimeout):
-                await asyncio.sleep(0.25)
+    async def attempt(_: float | None) -> NATS:
+        nc = NATS()
+        clients.append(nc)
+        await nc.connect(url, **options)
+        return nc
+
+    async def attempts() -> NATS:
+        # One retry policy (`llmbus.bus.retry`): NATS may start after the service.
+        return await retry_within(None, attempt, on=(NoServersError, OSError, NatsTimeout), wait_max=0.5)
 
     # nats-py retries refused credentials as it retries an absent server: racing the
     # connection with the first refusal fails at once instead of at the timeout.
-    connecting = asyncio.ensure_future(asyncio.wait_for(attempt(), timeout))
+    connecting = asyncio.ensure_future(asyncio.wait_for(attempts(), timeout))
     refusal = asyncio.ensure_future(refused.wait())
     try:
         await asyncio.wait({connecting, refusal}, return_when=asyncio.FIRST_COMPLETED)
@@ -282,6 +283,18 @@ class NatsBus:
             await self.nc.flush(timeout=max(1, timeout))
         except (NatsTimeout, ConnectionClosedError) as exc:
             raise BusUnavailable(f"flush failed: {exc}") from None
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the message handlers running now (the work in
+        flight), then cancel those still running; how many were cancelled."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        left = [task for task in self._tasks if not task.done()]
+        for task in left:
+            task.cancel("the service is stopping")
+        if left:
+            await asyncio.wait(left, timeout=1.0)
+        return len(left)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Stop taking messages, wait for running handlers, close the connection."""

@@ -45,6 +45,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_host: str = "127.0.0.1"
     """Where the `/metrics` port of the router, workers and auth binds: loopback unless
     a scraper elsewhere needs it (the edge serves `/metrics` on its own port)."""
+    drain_seconds: float = 8.0
+    """On SIGTERM, how long the work in flight (a worker's streams) may take to finish
+    before it is cut; the service takes no new work meanwhile."""
 
     @classmethod
     def env_vars(cls) -> tuple[str, ...]:

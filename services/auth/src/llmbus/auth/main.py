@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from llmbus.auth.cooldowns import CooldownHandlers
 from llmbus.auth.credential_handlers import CredentialService
@@ -20,7 +20,7 @@ from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
 from llmbus.auth.usage import UsageStore
 from llmbus.auth.vault import Vault
-from llmbus.bus import Bus, connect, run_service
+from llmbus.bus import Bus, Lifecycle, retry_within, run_service
 from llmbus.config import Config, ConfigWatcher, CooldownConfig, load_config
 from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import (
@@ -35,7 +35,6 @@ from llmbus.proto import (
     KeyEvent,
 )
 from llmbus.providers import ConfiguredProvider, configured_providers
-from llmbus.telemetry import serve_metrics
 
 __all__ = ["main", "serve"]
 
@@ -43,15 +42,15 @@ log = logging.getLogger(__name__)
 
 
 async def _wait_for_redis(redis: Redis, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            await redis.ping()
-            return
-        except Exception as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"cannot reach Redis: {type(exc).__name__}") from None
-            await asyncio.sleep(0.25)
+    """Redis may start after auth (or be restarting): the one retry policy, bounded."""
+
+    async def ping(_: float | None) -> None:
+        await redis.ping()
+
+    try:
+        await retry_within(timeout, ping, on=(RedisError, OSError), wait_max=1.0)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise RuntimeError(f"cannot reach Redis: {type(exc).__name__}") from None
 
 
 async def _sync_keys(bus: Bus, keys: KeyStore, config: Config) -> None:
@@ -68,21 +67,18 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
     refuse_unsafe(settings, config)
     vault = Vault.from_settings(settings.token_key, settings.token_key_file, dev=settings.dev)
-    async with AsyncExitStack() as stack:
+    async with Lifecycle("auth", settings, stop) as life:
         redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
         )
-        stack.push_async_callback(redis.aclose)
+        life.on_close(redis.aclose)
         await _wait_for_redis(redis)
         keys = KeyStore(redis)
-        bus = await connect(
-            settings.nats_url, name="llmbus-auth", user=settings.nats_user, password=settings.nats_password
-        )
-        stack.push_async_callback(bus.drain)
+        bus = await life.connect("llmbus-auth")
         await _sync_keys(bus, keys, config)
         providers = configured_providers(config)
         credentials = CredentialService(bus, redis, vault, providers)
-        stack.push_async_callback(credentials.close)
+        life.on_close(credentials.close)
         await credentials.start()
         handlers = AuthHandlers(bus, keys, RuntimeStore(redis), set(providers), credentials=credentials.store)
         await bus.subscribe(AUTH_KEY_VERIFY, handlers.verify_key, queue=AUTH_KEY_VERIFY.queue)
@@ -98,7 +94,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
 
         current = providers
         await serve_flows(
-            stack,
+            life.closing,
             bus,
             redis,
             vault,
@@ -131,18 +127,9 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
                 except KeyStoreUnavailable:
                     log.warning("client keys not re-synced: the key store is unavailable")
 
-        tasks = [
-            asyncio.create_task(ConfigWatcher(settings.config, apply).run()),
-            asyncio.create_task(resync()),
-        ]
-        for task in tasks:
-            stack.callback(task.cancel)
-        if settings.metrics_port:
-            server = await serve_metrics(settings.metrics_host, settings.metrics_port, lambda: bus.connected)
-            stack.callback(server.close)
-        await bus.flush()
-        log.info("auth ready: %d client keys from config", len(config.client_keys()))
-        await stop.wait()
+        life.spawn(ConfigWatcher(settings.config, apply).run())
+        life.spawn(resync())
+        await life.serve(f"auth ready: {len(config.client_keys())} client keys from config")
 
 
 def main() -> int:

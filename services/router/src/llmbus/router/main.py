@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack
 
-from llmbus.bus import connect, run_service
+from llmbus.bus import Lifecycle, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import (
@@ -23,7 +22,6 @@ from llmbus.proto import (
 )
 from llmbus.router.handlers import Router
 from llmbus.router.settings import RouterSettings
-from llmbus.telemetry import serve_metrics
 
 __all__ = ["main", "serve"]
 
@@ -33,11 +31,8 @@ log = logging.getLogger(__name__)
 async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     config = load_config(settings.config)
     refuse_unsafe(settings, config)
-    async with AsyncExitStack() as stack:
-        bus = await connect(
-            settings.nats_url, name="llmbus-router", user=settings.nats_user, password=settings.nats_password
-        )
-        stack.push_async_callback(bus.drain)
+    async with Lifecycle("router", settings, stop) as life:
+        bus = await life.connect("llmbus-router")
         router = Router(bus, config)
         await bus.subscribe(CONTROL_PROVIDER_ENABLED, router.on_enabled)
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, router.on_cooldown)
@@ -51,18 +46,9 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         async def apply(new: Config) -> None:
             router.apply(new)
 
-        tasks = [
-            asyncio.create_task(router.catch_up()),
-            asyncio.create_task(ConfigWatcher(settings.config, apply).run()),
-        ]
-        for task in tasks:
-            stack.callback(task.cancel)
-        if settings.metrics_port:
-            server = await serve_metrics(settings.metrics_host, settings.metrics_port, lambda: bus.connected)
-            stack.callback(server.close)
-        await bus.flush()
-        log.info("router ready: %d model names", len(router.catalog.routes(router.state)))
-        await stop.wait()
+        life.spawn(router.catch_up())
+        life.spawn(ConfigWatcher(settings.config, apply).run())
+        await life.serve(f"router ready: {len(router.catalog.routes(router.state))} model names")
 
 
 def main() -> int:

@@ -9,9 +9,8 @@ import contextlib
 import logging
 import os
 import socket
-from contextlib import AsyncExitStack
 
-from llmbus.bus import Bus, BusFailure, connect, run_service
+from llmbus.bus import Bus, BusFailure, Lifecycle, run_service
 from llmbus.config import Config, ConfigWatcher, load_config
 from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import WORKER_STATUS, WorkerStatus
@@ -19,7 +18,6 @@ from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import adapter_for
 from llmbus.providers.credentials import CredentialSource
 from llmbus.providers.http import HttpClient
-from llmbus.telemetry import serve_metrics
 from llmbus.worker.handlers import Worker
 from llmbus.worker.health import HealthChecker
 from llmbus.worker.launcher import supervise
@@ -71,7 +69,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
     if not providers:
         log.warning("no configured provider of family %s: this worker will idle", settings.family)
     instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
-    async with AsyncExitStack() as stack:
+    async with Lifecycle(f"worker-{settings.family}", settings, stop) as life:
         http = HttpClient(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
@@ -79,14 +77,8 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
             max_keepalive=settings.max_keepalive,
             keepalive_expiry=settings.keepalive_expiry,
         )
-        stack.push_async_callback(http.aclose)
-        bus = await connect(
-            settings.nats_url,
-            name=f"llmbus-worker-{settings.family}-{os.getpid()}",
-            user=settings.nats_user,
-            password=settings.nats_password,
-        )
-        stack.push_async_callback(bus.drain)
+        life.on_close(http.aclose)
+        bus = await life.connect(f"llmbus-worker-{settings.family}-{os.getpid()}")
         # Copilot and Kiro tokens come from auth, which owns those credentials.
         sources: dict[str, CredentialSource] | None = (
             {settings.family: AuthTokens(bus)} if settings.family in AUTH_OWNED_FAMILIES else None
@@ -95,28 +87,23 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
             bus, http, providers, {settings.family: adapter}, settings.heartbeat_interval, sources
         )
         await worker.start()
+        # Stopping: leave every provider's queue group first, so new requests go to the
+        # other workers while the streams in flight finish here.
+        life.on_stop(lambda: worker.serve({}))
         health = HealthChecker(http, worker.adapters, lambda: worker.providers, worker.sources)
 
         async def apply(new: Config) -> None:
+            if life.stop.is_set():
+                return  # stopping: no provider again
             await worker.serve(served_providers(settings, configured_providers(new)))
             log.info("now serving: %s", ", ".join(sorted(worker.providers)) or "none")
 
-        watcher = ConfigWatcher(settings.config, apply)
-        tasks = [
-            asyncio.create_task(health.run()),
-            asyncio.create_task(_send_status(bus, worker, health, settings, instance)),
-            asyncio.create_task(watcher.run()),
-        ]
-        for task in tasks:
-            stack.callback(task.cancel)
-        if settings.metrics_port:
-            server = await serve_metrics(settings.metrics_host, settings.metrics_port, lambda: bus.connected)
-            stack.callback(server.close)
-        await bus.flush()
-        log.info(
-            "worker ready: family %s, providers %s", settings.family, ", ".join(sorted(providers)) or "none"
+        life.spawn(health.run())
+        life.spawn(_send_status(bus, worker, health, settings, instance))
+        life.spawn(ConfigWatcher(settings.config, apply).run())
+        await life.serve(
+            f"worker ready: family {settings.family}, providers {', '.join(sorted(providers)) or 'none'}"
         )
-        await stop.wait()
 
 
 def main() -> int:

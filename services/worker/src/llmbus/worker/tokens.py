@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmbus.bus import Bus, BusFailure, RemoteError
+from llmbus.bus import BUS_RETRYABLE, Bus, BusFailure, RemoteError, retry_within
 from llmbus.config import CredentialEntry
 from llmbus.proto import AUTH_TOKENS_GET, TokenReply, TokenRequest
 from llmbus.providers import ConfiguredProvider
@@ -44,7 +44,8 @@ class AuthTokens:
     """A `CredentialSource` backed by auth (see the module docstring).
 
     `clock` returns Unix seconds (auth's `expires_at` is one); `timeout` bounds one
-    request to auth."""
+    token request to auth, its retries included (`llmbus.bus.retry`: no auth listening,
+    as while it starts or restarts, is asked again with backoff)."""
 
     def __init__(
         self,
@@ -93,14 +94,20 @@ class AuthTokens:
 
     async def _ask(self, provider: str, credential: str, refresh: bool) -> _Cached:
         request = TokenRequest(provider=provider, credential=credential, refresh=refresh)
+
+        async def ask(remaining: float | None) -> TokenReply:
+            return await self._bus.request(AUTH_TOKENS_GET, request, timeout=remaining or self._timeout)
+
         try:
-            reply = await self._bus.request(AUTH_TOKENS_GET, request, timeout=self._timeout)
+            # Auth may be starting or restarting (nobody listening for a moment): asked
+            # again with backoff, all within `timeout`.
+            reply = await retry_within(self._timeout, ask, on=BUS_RETRYABLE, wait_initial=0.02, wait_max=0.5)
         except RemoteError as exc:
             # Auth's words name the credential and why (a refused refresh), never a token.
             raise CredentialUnavailable(
                 f"auth has no token for {provider}/{credential}: {exc.message}"
             ) from None
-        except BusFailure as exc:
+        except (BusFailure, TimeoutError) as exc:
             raise CredentialUnavailable(
                 f"cannot get a token for {provider}/{credential} from auth: {type(exc).__name__}"
             ) from None
