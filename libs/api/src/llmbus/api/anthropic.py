@@ -125,6 +125,8 @@ def _decode(decoder: msgspec.json.Decoder[_Request], body: bytes) -> _Request:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
 
 
 def _normalize(wire: CountTokensRequest) -> ChatRequest:

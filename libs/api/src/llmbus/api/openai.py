@@ -57,6 +57,8 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
     return _normalize(wire)
 
 

@@ -15,6 +15,7 @@ from llmbus.api import ApiError, InvalidRequest, NotFound
 from llmbus.api.errors import error_from_status
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.hot import EdgeApp, error_payload
+from llmbus.edge.limits import BodyRefusedHTTP, Concurrency, refusal_headers
 from llmbus.edge.routes import health, keys, messages, models, oauth, providers
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
@@ -31,7 +32,7 @@ def _error_response(request: Request, error: ApiError) -> Response:
     OpenAI's everywhere else."""
     body, headers = error_payload(error, anthropic=request.url.path.startswith("/v1/messages"))
     response = Response(body, status_code=error.status, media_type="application/json")
-    response.raw_headers[:0] = headers
+    response.raw_headers[:0] = [*headers, *refusal_headers(error)]
     return response
 
 
@@ -42,6 +43,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc, BodyRefusedHTTP):
+        return _error_response(request, exc.error)
     if exc.status_code == 404:
         return _error_response(
             request, NotFound("Unknown request URL. Please check the URL and method.", code="unknown_url")
@@ -80,6 +83,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
         # telemetry, which adds spans per dependency and records request bodies.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    app.concurrency = Concurrency(settings.max_concurrent_requests, settings.max_concurrent_per_key)
     app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(providers.router)

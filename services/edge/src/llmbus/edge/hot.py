@@ -16,18 +16,21 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
 from llmbus.api import ApiError, anthropic_error_body, openai_error_body
 from llmbus.edge.calls import Call
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.deps import authenticate
+from llmbus.edge.keys import Caller
+from llmbus.edge.limits import ClientGone as BodyClientGone
+from llmbus.edge.limits import Concurrency, check_request, limited_receive, read_body, refusal_headers
 from llmbus.edge.relay import (
     SSE_HEADERS,
     ClientGone,
     Dialect,
     open_call,
-    read_body,
     relay_stream,
     respond_whole,
 )
@@ -51,15 +54,40 @@ def error_payload(error: ApiError, anthropic: bool) -> tuple[bytes, list[tuple[b
 
 
 class EdgeApp(FastAPI):
-    """FastAPI, with the hot routes answered before its middleware stack."""
+    """FastAPI, with the hot routes answered before its middleware stack, and every
+    other route's body read within the same size and time limits."""
+
+    concurrency: Concurrency
+    """Chat requests in flight (set by `create_app` from the settings)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            dialect = _DIALECTS.get(scope["path"])
-            if dialect is not None:
-                await _serve(self.state.context, dialect, scope, receive, send)
-                return
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "POST":
+                dialect = _DIALECTS.get(scope["path"])
+                if dialect is not None:
+                    await _serve(self.state.context, self.concurrency, dialect, scope, receive, send)
+                    return
+            if method not in _BODILESS:
+                settings = self.state.context.settings
+                length = _header(scope, b"content-length")
+                receive = limited_receive(
+                    {"content-length": length} if length is not None else {},
+                    receive,
+                    settings.max_body_bytes,
+                    settings.body_timeout,
+                )
         await super().__call__(scope, receive, send)
+
+
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -97,7 +125,23 @@ async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[byt
     await send({"type": "http.response.body", "body": body})
 
 
-async def _serve(context: EdgeContext, dialect: Dialect, scope: Scope, receive: Receive, send: Send) -> None:
+class _Progress:
+    """Whether the response has started (an error after that cannot be an HTTP status)."""
+
+    __slots__ = ("responded",)
+
+    def __init__(self) -> None:
+        self.responded = False
+
+
+async def _serve(
+    context: EdgeContext,
+    concurrency: Concurrency,
+    dialect: Dialect,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
     started = time.perf_counter()
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
@@ -105,43 +149,63 @@ async def _serve(context: EdgeContext, dialect: Dialect, scope: Scope, receive: 
         if key not in headers:
             headers[key] = value.decode("latin-1")
     with server_span(scope) as span:
-        responded = False
+        progress = _Progress()
         try:
-            caller = await authenticate(context, headers)
-            chat = dialect.decode(await read_body(headers, receive, context.settings.max_body_bytes))
-            async with _cancelled_if_the_client_leaves(receive):
-                call, first = await open_call(context, chat, caller)
-                answer_id = dialect.id_prefix + call.request_id
-                body = (
-                    None
-                    if chat.stream
-                    else await respond_whole(call, first, dialect.builder(answer_id, chat), started)
-                )
-            if body is not None:
-                record_status(span, 200)
-                responded = True
-                await _respond(send, 200, body, [_JSON])
-                return
-            record_status(span, 200)
-            responded = True
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            await _stream(call, first, dialect, answer_id, started, receive, send)
+            # Places among all requests, then among the key's, held until the request
+            # ends however it ends (the context managers release them).
+            with concurrency.request():
+                caller = await authenticate(context, headers)
+                with concurrency.key(caller.client.id):
+                    await _answer(context, dialect, caller, headers, started, span, progress, receive, send)
         except ApiError as exc:
-            if responded:
+            if progress.responded:
                 raise
             record_status(span, exc.status)
             body, extra = error_payload(exc, dialect.anthropic)
-            await _respond(send, exc.status, body, [*extra, _JSON])
-        except ClientGone:
+            await _respond(send, exc.status, body, [*extra, *refusal_headers(exc), _JSON])
+        except (ClientGone, BodyClientGone):
             return
         except Exception as exc:
-            if responded:
+            if progress.responded:
                 raise
             log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
             record_status(span, 500)
             error = ApiError("The server had an error while processing your request.")
             body, extra = error_payload(error, dialect.anthropic)
             await _respond(send, 500, body, [*extra, _JSON])
+
+
+async def _answer(
+    context: EdgeContext,
+    dialect: Dialect,
+    caller: Caller,
+    headers: dict[str, str],
+    started: float,
+    span: Span,
+    progress: _Progress,
+    receive: Receive,
+    send: Send,
+) -> None:
+    settings = context.settings
+    body = await read_body(headers, receive, settings.max_body_bytes, settings.body_timeout)
+    chat = dialect.decode(body)
+    del body
+    check_request(chat, settings)
+    async with _cancelled_if_the_client_leaves(receive):
+        call, first = await open_call(context, chat, caller, headers)
+        answer_id = dialect.id_prefix + call.request_id
+        whole = (
+            None
+            if chat.stream
+            else await respond_whole(call, first, dialect.builder(answer_id, chat), started)
+        )
+    record_status(span, 200)
+    progress.responded = True
+    if whole is not None:
+        await _respond(send, 200, whole, [_JSON])
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await _stream(call, first, dialect, answer_id, started, receive, send)
 
 
 async def _stream(

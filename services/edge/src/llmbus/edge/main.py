@@ -19,6 +19,7 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
+from llmbus.edge.server import PROTOCOL, HeadLimitedProtocol
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.usage import UsageBatcher
 from llmbus.telemetry import setup_logging, setup_tracing, shutdown_tracing
@@ -79,6 +80,7 @@ def app() -> FastAPI:
     settings = EdgeSettings.from_env()
     setup_logging("edge", settings.log_level)
     setup_tracing("edge")
+    HeadLimitedProtocol.configure(settings)
     return create_app(settings, _build_and_flush)
 
 
@@ -94,11 +96,13 @@ def main() -> int:
     except UnsafeSettings as exc:
         log.error("%s", exc)
         return 1
+    HeadLimitedProtocol.configure(settings)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "loop": "asyncio" if sys.platform == "win32" else "uvloop",
-        "http": "httptools",
+        # httptools, with limits on the request head (llmbus.edge.server).
+        "http": PROTOCOL,
         "lifespan": "on",
         "log_level": "warning",
         "access_log": False,

@@ -23,7 +23,7 @@ from llmbus.api import (
 )
 from llmbus.api.anthropic_wire import CountTokensResponse
 from llmbus.edge.deps import Authenticated, Context
-from llmbus.edge.relay import read_body
+from llmbus.edge.limits import read_body
 from llmbus.proto import ChatRequest, RegistryQuery
 
 __all__ = ["PATH", "Messages", "router"]
@@ -58,7 +58,8 @@ class Messages:
 async def count_tokens(request: Request, context: Context, _: Authenticated) -> Response:
     """An estimate (see `llmbus.api.tokens`) of what the request would count as input,
     for a model that the gateway serves."""
-    body = await read_body(request.headers, request.receive, context.settings.max_body_bytes)
+    settings = context.settings
+    body = await read_body(request.headers, request.receive, settings.max_body_bytes, settings.body_timeout)
     chat = decode_count_tokens_request(body)
     await _require_model(context, chat.model)
     body = _encode(CountTokensResponse(input_tokens=estimate_tokens(chat)))
