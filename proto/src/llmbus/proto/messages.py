@@ -75,6 +75,9 @@ class RouteRequest(Msg, frozen=True, kw_only=True):
     tokens: int = 0
     """The edge's estimate of the tokens the request may use (prompt + completion),
     which workers reserve against provider and credential TPM limits."""
+    first_byte_deadline: int = 0
+    """Unix epoch milliseconds by which the answer must have started (failover included);
+    0: only `deadline` bounds it."""
 
 
 class Target(Msg, frozen=True, kw_only=True):

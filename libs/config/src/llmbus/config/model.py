@@ -39,6 +39,7 @@ __all__ = [
     "RemoteManagementConfig",
     "RoutingConfig",
     "Strategy",
+    "TimeoutsConfig",
 ]
 
 
@@ -103,11 +104,15 @@ class CredentialEntry(
 
 class ModelEntry(_Strict, frozen=True, kw_only=True):
     """A model a provider serves. `name` is what clients ask for; `upstream` is the name
-    sent to the provider when it differs; `alias` adds more client-facing names."""
+    sent to the provider when it differs; `alias` adds more client-facing names (one alias
+    on models of several providers, or several models of one, makes a pool: every model
+    under it serves the alias); `fallback` names the models tried, in order, when none of
+    this model's targets could answer."""
 
     name: str
     upstream: str | None = None
     alias: str | list[str] = []
+    fallback: str | list[str] = []
     enabled: bool = True
     max_tokens: int | None = None
     supports_functions: bool | None = None
@@ -116,6 +121,9 @@ class ModelEntry(_Strict, frozen=True, kw_only=True):
 
     def aliases(self) -> list[str]:
         return [self.alias] if isinstance(self.alias, str) else list(self.alias)
+
+    def fallbacks(self) -> list[str]:
+        return [self.fallback] if isinstance(self.fallback, str) else list(self.fallback)
 
 
 class FeaturesConfig(_Strict, frozen=True, kw_only=True):
@@ -143,6 +151,30 @@ class CooldownConfig(_Strict, frozen=True, kw_only=True):
     """Upper bound, whatever Retry-After says."""
     auth_failed_seconds: float = 300.0
     """After a 401 or 403: the key is probably revoked."""
+
+
+class TimeoutsConfig(_Strict, frozen=True, kw_only=True):
+    """How long a request may wait on an upstream: `first_byte_seconds` until the upstream
+    starts its answer (its status line; for a request that is not streamed, that is the
+    whole answer), `total_seconds` for the whole call. Unset keys keep the routing
+    defaults (`routing.timeouts`), then the edge's deadline. A client's
+    `x-llmbus-timeout` only ever shortens them."""
+
+    first_byte_seconds: float | None = None
+    total_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("first_byte_seconds", "total_seconds"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ValueError(f"`{key}` must be a number of seconds above 0, got {value}")
+
+    def over(self, defaults: TimeoutsConfig) -> TimeoutsConfig:
+        """These timeouts, with `defaults` for the keys left unset."""
+        return TimeoutsConfig(
+            first_byte_seconds=self.first_byte_seconds or defaults.first_byte_seconds,
+            total_seconds=self.total_seconds or defaults.total_seconds,
+        )
 
 
 class HealthCheckConfig(_Strict, frozen=True, kw_only=True):
@@ -186,6 +218,9 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
     limits: LimitsConfig = LimitsConfig()
     cooldown: CooldownConfig = CooldownConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    """This provider's first-byte and total timeouts (a slow reasoning model may need
+    longer than the routing defaults, a fast one fails over sooner with shorter)."""
     priority: int = 0
     prefix: str | None = None
     """Clients reach this provider's models as `<prefix>/<model>`."""
@@ -212,10 +247,12 @@ class ProviderConfig(_Strict, frozen=True, kw_only=True):
 
 
 class GuideModel(_Strict, frozen=True, kw_only=True):
-    """`models: [{name, alias}]`: `name` is the upstream model, `alias` the client name."""
+    """`models: [{name, alias, fallback}]`: `name` is the upstream model, `alias` the client
+    name, `fallback` the models tried when none of this one's targets could answer."""
 
     name: str
     alias: str = ""
+    fallback: str | list[str] = []
 
 
 class GuideEntry(_Strict, frozen=True, kw_only=True, rename="kebab"):
@@ -300,11 +337,43 @@ GUIDE_KEY_PROVIDERS: dict[str, str] = {
 Strategy = Literal["priority", "round-robin", "fill-first"]
 
 
+MAX_ATTEMPTS_LIMIT = 16
+
+DEFAULT_TIMEOUTS = TimeoutsConfig(first_byte_seconds=120.0)
+"""What neither a provider nor `routing.timeouts` sets: an upstream that has not started
+its answer after two minutes is taken for hung (no total: the request's deadline)."""
+
+
 class RoutingConfig(_Strict, frozen=True, kw_only=True):
     strategy: Strategy = "priority"
     """`priority`: highest priority tier first, round-robin inside a tier.
     `round-robin`: every candidate in turn, priorities ignored.
     `fill-first`: always the first candidate (priority, then file order) until it fails."""
+    max_attempts: int = 3
+    """The retry budget: upstream calls one request may make, the first included. A
+    retryable failure before the first byte moves the request to the next target of its
+    plan (the next credential, then the next provider, then the fallback models) until
+    this many were tried or the request's deadline is (nearly) spent."""
+    fallback_models: list[str] | dict[str, str | list[str]] = []
+    """Models tried after a model's own targets: a list for every model, or a map from a
+    client model name (or alias) to its fallbacks, `"*"` for every model the map does not
+    name. A model's own `fallback` comes first."""
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    """The defaults of every provider's `timeouts`; unset: `DEFAULT_TIMEOUTS`."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise ValueError(
+                f"`max_attempts` must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {self.max_attempts}"
+            )
+
+    def fallbacks_for(self, model: str) -> list[str]:
+        """The routing-wide fallbacks of a client model name."""
+        chosen = self.fallback_models
+        if isinstance(chosen, list):
+            return list(chosen)
+        named = chosen.get(model, chosen.get("*", []))
+        return [named] if isinstance(named, str) else list(named)
 
 
 class RemoteManagementConfig(_Strict, frozen=True, kw_only=True, rename="kebab"):

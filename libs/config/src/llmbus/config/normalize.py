@@ -15,6 +15,11 @@ sees one form.
   routable without a key. Its keys must share one proxy.
 - `kiro`: token files; entries that share a prefix, region, models and proxy become one
   provider. An entry whose token file is empty is ignored.
+- fallbacks (a model's `fallback`, `routing.fallback_models`): each name must be one a
+  provider serves (a model, an alias, `prefix/model` or `provider/model`) and not the
+  model itself. When some provider lists no models of its own (it serves its built-in
+  list, which this package does not know), names that no listed model has are left to
+  the router, which logs them.
 
 An instance that the `providers:` map already declares receives the entries' credentials.
 """
@@ -82,7 +87,7 @@ def proxy_problem(url: str) -> str | None:
 
 def _models(models: Sequence[GuideModel]) -> list[str | ModelEntry]:
     """`name` is the upstream model, sent as it is; `alias` the name clients use."""
-    return [ModelEntry(name=m.alias or m.name, upstream=m.name) for m in models]
+    return [ModelEntry(name=m.alias or m.name, upstream=m.name, fallback=m.fallback) for m in models]
 
 
 def _kebab(field: str) -> str:
@@ -233,7 +238,64 @@ def normalize(config: Config, file: str, problems: list[ConfigProblem]) -> Confi
         name = _instance_name("kiro", kiro.prefix, set(providers), kiro_shape, shapes, declared)
         add(name, where, _kiro_provider(kiro, index), kiro_shape)
 
+    _check_fallbacks(config, providers, file, problems)
     return msgspec.structs.replace(config, providers=providers)
+
+
+def _served_names(providers: dict[str, ProviderConfig]) -> tuple[set[str], bool]:
+    """Every client model name the providers list (plain, `prefix/`, `provider/`), and
+    whether that is all of them (False when a provider serves its built-in list)."""
+    names: set[str] = set()
+    complete = True
+    for name, provider in providers.items():
+        entries = provider.model_entries()
+        if not entries and not provider.model_mappings:
+            complete = False
+        listed = [n for entry in entries for n in (entry.name, *entry.aliases())]
+        listed += list(provider.model_mappings)
+        for model in listed:
+            names.update({model, f"{name}/{model}"})
+            if provider.prefix:
+                names.add(f"{provider.prefix}/{model}")
+    return names, complete
+
+
+def _check_fallbacks(
+    config: Config, providers: dict[str, ProviderConfig], file: str, problems: list[ConfigProblem]
+) -> None:
+    served, complete = _served_names(providers)
+
+    def check(where: str, own: tuple[str, ...], fallbacks: list[str]) -> None:
+        for index, fallback in enumerate(fallbacks):
+            at = f"{where}[{index}]" if len(fallbacks) > 1 else where
+            if not fallback.strip():
+                problems.append(ConfigProblem(file, at, "expected a model name, got an empty one"))
+            elif fallback in own:
+                problems.append(
+                    ConfigProblem(file, at, f"`{fallback}` cannot be its own fallback: name another model")
+                )
+            elif complete and fallback not in served:
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        at,
+                        f"no provider serves `{fallback}`: a fallback must be a model name, an alias, "
+                        "`prefix/model` or `provider/model` of a configured provider"
+                        + did_you_mean(fallback, served),
+                    )
+                )
+
+    for name, provider in providers.items():
+        for index, entry in enumerate(provider.model_entries()):
+            where = f"providers.{name}.models[{index}].fallback"
+            check(where, (entry.name, *entry.aliases()), entry.fallbacks())
+    chosen = config.routing.fallback_models
+    if isinstance(chosen, list):
+        check("routing.fallback_models", (), chosen)
+    else:
+        for model, named in chosen.items():
+            listed = [named] if isinstance(named, str) else list(named)
+            check(f"routing.fallback_models.{model}", () if model == "*" else (model,), listed)
 
 
 def _add_compat(

@@ -25,6 +25,7 @@ from llmbus.config import (
     ModelEntry,
     ProviderConfig,
 )
+from llmbus.config.model import DEFAULT_TIMEOUTS, TimeoutsConfig
 from llmbus.providers.registry import (
     BUILTIN,
     DEFAULT_MAPPINGS,
@@ -48,6 +49,8 @@ class ProviderModel(msgspec.Struct, frozen=True, kw_only=True):
     aliases: tuple[str, ...] = ()
     max_tokens: int | None = None
     features: Features = Features()
+    fallbacks: tuple[str, ...] = ()
+    """Models tried when none of this model's targets could answer (config `fallback`)."""
 
 
 class ConfiguredProvider(msgspec.Struct, frozen=True, kw_only=True, dict=True):
@@ -69,6 +72,9 @@ class ConfiguredProvider(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     limits: LimitsConfig = LimitsConfig()
     cooldown: CooldownConfig = CooldownConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
+    timeouts: TimeoutsConfig = DEFAULT_TIMEOUTS
+    """First-byte and total timeouts of a call: the provider's, else the routing
+    defaults, else `DEFAULT_TIMEOUTS`."""
     headers: dict[str, str] = {}
     auth_endpoint: str | None = None
     """Where credentials are minted or refreshed (Copilot, Kiro); None: the family's default."""
@@ -205,6 +211,7 @@ def _models(spec: ProviderSpec, entry: ProviderConfig, features: Features) -> tu
                 name=model.name,
                 upstream=upstream,
                 aliases=tuple(model.aliases()),
+                fallbacks=tuple(model.fallbacks()),
                 max_tokens=model.max_tokens or (known.max_tokens if known else None),
                 features=msgspec.structs.replace(features, **overrides) if overrides else features,
             )
@@ -249,6 +256,7 @@ def _configured(name: str, entry: ProviderConfig, config: Config) -> ConfiguredP
         limits=entry.limits,
         cooldown=entry.cooldown,
         health_check=entry.health_check,
+        timeouts=entry.timeouts.over(config.routing.timeouts).over(DEFAULT_TIMEOUTS),
         headers=dict(entry.headers),
         auth_endpoint=entry.auth_endpoint.rstrip("/") if entry.auth_endpoint else None,
         region=entry.region or None,

@@ -3,6 +3,7 @@ routing errors."""
 
 from llmbus.routing.catalog import Candidates, Catalog, ModelRoute, Offer
 from llmbus.routing.errors import NoRoute, RateLimited, RoutingError, UnknownModel, UnsupportedRequest
+from llmbus.routing.planning import plan
 from llmbus.routing.selection import Selector
 from llmbus.routing.state import Health, LiveState
 
@@ -19,4 +20,5 @@ __all__ = [
     "Selector",
     "UnknownModel",
     "UnsupportedRequest",
+    "plan",
 ]

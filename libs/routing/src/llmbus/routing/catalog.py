@@ -7,6 +7,10 @@ Names a model is reachable under, for a provider `p` serving model `m` (and each
 - `<prefix>/m` when `p` has a prefix;
 - `<provider name>/m`, always: the explicit way to pick a provider.
 
+A name's fallbacks (`fallbacks`) are the models its own models name (`fallback`), then
+`routing.fallback_models`; they are not followed further (a fallback's own fallbacks
+are not tried), so a plan is bounded whatever the config chains.
+
 Built once per configuration; resolving a request reads dicts and the live state.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from llmbus.config import RoutingConfig
 from llmbus.proto import Needs, Target
 from llmbus.providers import ConfiguredProvider
 from llmbus.providers.runtime import ProviderModel
@@ -55,9 +60,16 @@ class Candidates:
 
 
 class Catalog:
-    def __init__(self, providers: dict[str, ConfiguredProvider], *, force_model_prefix: bool = False) -> None:
+    def __init__(
+        self,
+        providers: dict[str, ConfiguredProvider],
+        *,
+        force_model_prefix: bool = False,
+        routing: RoutingConfig | None = None,
+    ) -> None:
         self.providers = providers
         self.force_model_prefix = force_model_prefix
+        self.routing = routing or RoutingConfig()
         self._routes: dict[str, ModelRoute] = {}
         for provider in providers.values():
             if not provider.credentials and not StoredCredentials.can_log_in(provider):
@@ -83,6 +95,26 @@ class Catalog:
 
     def route(self, model: str) -> ModelRoute | None:
         return self._routes.get(model)
+
+    def fallbacks(self, model: str) -> list[str]:
+        """The models tried after `model`'s own targets, in order: those its models name,
+        then the routing-wide ones; never `model` itself."""
+        route = self._routes.get(model)
+        own = [f for offer in route.offers for f in offer.model.fallbacks] if route else []
+        names = [*own, *self.routing.fallbacks_for(model)]
+        return [name for i, name in enumerate(names) if name != model and name not in names[:i]]
+
+    def unknown_fallbacks(self) -> list[str]:
+        """Fallback names that no provider serves (the config loader cannot tell when a
+        provider serves its built-in list): the router logs them."""
+        chosen = self.routing.fallback_models
+        named = (
+            list(chosen)
+            if isinstance(chosen, list)
+            else [n for v in chosen.values() for n in ([v] if isinstance(v, str) else v)]
+        )
+        named += [f for p in self.providers.values() if p.configured for m in p.models for f in m.fallbacks]
+        return sorted({name for name in named if name not in self._routes})
 
     def routes(self, state: LiveState, provider: str | None = None) -> list[ModelRoute]:
         """Every name a request can use now (enabled providers with credentials), in a

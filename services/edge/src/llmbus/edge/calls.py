@@ -2,16 +2,33 @@
 the reply stream with its sequence numbers, heartbeats and timeouts.
 
 Failure modes become client errors: nobody listening (503 at once), no worker taking the
-request within the accept timeout (503), a silent worker (504), lost frames (502)."""
+request within the accept timeout (503), a silent worker (504), no answer started within
+the first-byte timeout or none finished by the deadline (504), lost frames (502).
+
+Deadlines: the request's total deadline and first-byte deadline travel on the bus
+(epoch ms) and bound every upstream call the workers make for it, failover included.
+The edge waits `DEADLINE_GRACE` past each, so that the worker's own error, which names
+the provider, normally arrives first; its own 504 is the backstop for a worker that is
+gone. A client may shorten both (`client_timeouts`), never lengthen them."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Final
 
 import msgspec
 
-from llmbus.api import ApiError, GatewayTimeout, Unavailable, UpstreamFailed, error_from_status
+from llmbus.api import (
+    ApiError,
+    GatewayTimeout,
+    InvalidRequest,
+    Unavailable,
+    UpstreamFailed,
+    error_from_status,
+)
 from llmbus.bus import Bus, BusFailure, Delivery, Inbox, StreamInbox, is_no_responders
 from llmbus.edge.quota import Reservation
 from llmbus.edge.usage import UsageBatcher
@@ -31,7 +48,55 @@ from llmbus.proto import (
     chat_codec,
 )
 
-__all__ = ["Call", "raise_for", "report_usage"]
+__all__ = ["DEADLINE_GRACE", "TIMEOUT_HEADER", "Call", "client_timeouts", "raise_for", "report_usage"]
+
+TIMEOUT_HEADER: Final = "x-llmbus-timeout"
+"""A client's own total deadline, in seconds: it shortens the gateway's, never lengthens it."""
+_SDK_TIMEOUT_HEADERS: Final = ("x-stainless-timeout", "x-stainless-read-timeout")
+"""The timeout the official SDKs announce (anthropic sends both, openai the read timeout):
+how long the SDK waits for a byte, so the first byte of a stream, or a whole answer."""
+SDK_TIMEOUT_MARGIN: Final = 1.0
+"""Seconds past an SDK's announced timeout before the gateway gives up itself: the SDK
+stops waiting first and its disconnect cancels the call at once; the deadline is the
+backstop for a client that does not hang up."""
+DEADLINE_GRACE: Final = 0.5
+"""Seconds the edge waits past a deadline for the worker's own error."""
+
+
+def client_timeouts(
+    headers: Mapping[str, str], stream: bool, total: float, first_byte: float
+) -> tuple[float, float]:
+    """The (total, first-byte) timeouts of one request: the gateway's, shortened by the
+    client's `x-llmbus-timeout` (the total) and by the timeout its SDK announces (the
+    first byte, and the total of an answer that is not streamed, which the SDK waits
+    for as one read). A value that is not a number of seconds above 0 is a 400."""
+    own = headers.get(TIMEOUT_HEADER)
+    if own is not None:
+        seconds = _seconds(own)
+        if seconds is None:
+            raise InvalidRequest(
+                f"`{TIMEOUT_HEADER}` must be a number of seconds above 0, got `{own[:32]}`",
+                code="invalid_timeout",
+            )
+        total = min(total, seconds)
+    for name in _SDK_TIMEOUT_HEADERS:
+        announced = _seconds(headers.get(name))
+        if announced is not None:
+            waited = announced + SDK_TIMEOUT_MARGIN
+            first_byte = min(first_byte, waited)
+            if not stream:
+                total = min(total, waited)
+    return total, min(first_byte, total)
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 and math.isfinite(seconds) else None
 
 
 class Call:
@@ -48,6 +113,7 @@ class Call:
         accept_timeout: float,
         idle_timeout: float,
         request_timeout: float,
+        first_byte_timeout: float | None = None,
         tokens: int = 0,
         reservation: Reservation | None = None,
         usage: UsageBatcher | None = None,
@@ -66,10 +132,19 @@ class Call:
         self.reply, self._queue = self._inbox_cm.__enter__()
         self._accept_timeout = accept_timeout
         self._idle_timeout = idle_timeout
-        self._deadline = time.monotonic() + request_timeout
-        self._deadline_ms = int((time.time() + request_timeout) * 1000)
+        first_byte = (
+            request_timeout if first_byte_timeout is None else min(first_byte_timeout, request_timeout)
+        )
+        self._first_byte_timeout = first_byte
+        now, wall = time.monotonic(), time.time()
+        self._deadline = now + request_timeout + DEADLINE_GRACE
+        self._first_byte_at = now + first_byte + DEADLINE_GRACE
+        self._deadline_ms = int((wall + request_timeout) * 1000)
+        self._first_byte_ms = int((wall + first_byte) * 1000)
         self._seq = 0
         self.accepted = False
+        self.started = False
+        """Whether the answer has begun (a `Started` or any later event)."""
         self.finished = False
         self._closed = False
 
@@ -80,6 +155,7 @@ class Call:
             model=chat.model,
             reply=self.reply,
             deadline=self._deadline_ms,
+            first_byte_deadline=self._first_byte_ms,
             client=self.client,
             needs=Needs(streaming=chat.stream, tools=bool(chat.tools), vision=chat.has_images()),
             body=msgspec.Raw(chat_codec.encode(chat)),
@@ -130,17 +206,26 @@ class Call:
             return None
         if isinstance(event, Error):
             self.finished = True
+        else:
+            self.started = True
         return event
 
     async def _wait(self, queue: StreamInbox) -> Delivery:
-        remaining = self._deadline - time.monotonic()
-        timeout = min(self._idle_timeout if self.accepted else self._accept_timeout, remaining)
+        now = time.monotonic()
+        remaining = (self._deadline if self.started else min(self._deadline, self._first_byte_at)) - now
+        timeout = max(0.0, min(self._idle_timeout if self.accepted else self._accept_timeout, remaining))
         try:
             return await queue.get_within(timeout)
         except TimeoutError:
-            if time.monotonic() >= self._deadline:
+            now = time.monotonic()
+            if now >= self._deadline:
                 raise GatewayTimeout(
                     "the request did not finish within its deadline", code="deadline_exceeded"
+                ) from None
+            if not self.started and now >= self._first_byte_at:
+                raise GatewayTimeout(
+                    f"no upstream started its answer within {self._first_byte_timeout:g}s",
+                    code="first_byte_timeout",
                 ) from None
             if not self.accepted:
                 raise Unavailable(

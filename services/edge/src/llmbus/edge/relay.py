@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Send
 
 from llmbus.api import ApiError, InvalidRequest
-from llmbus.edge.calls import Call, raise_for, report_usage
+from llmbus.edge.calls import Call, client_timeouts, raise_for, report_usage
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
@@ -129,19 +129,26 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) ->
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> tuple[Call, AnyEvent]:
+async def open_call(
+    context: EdgeContext, chat: ChatRequest, caller: Caller, headers: Mapping[str, str] | None = None
+) -> tuple[Call, AnyEvent]:
     """Publish the request and wait for its first event (normally `Started`).
 
-    Raises the ApiError of a request that the caller's key does not allow, and of a
-    failure before the first byte (no worker, unknown model, upstream refused), counted,
-    reported to auth and with the call closed."""
+    `headers` (the request's, lower-case names) may shorten its deadlines
+    (`x-llmbus-timeout`, the SDKs' announced timeouts). Raises the ApiError of a request
+    that the caller's key does not allow, and of a failure before the first byte (no
+    worker, unknown model, upstream refused), counted, reported to auth and with the call
+    closed."""
+    settings = context.settings
+    total, first_byte = client_timeouts(
+        headers or {}, chat.stream, settings.request_timeout, settings.first_byte_timeout
+    )
     chat = apply_key_limits(chat, caller.limits)
     tokens = estimate(chat)
     reservation = await reserve(context.bus, caller, tokens)
     span = trace.get_current_span()
     span.set_attribute("llmbus.model", chat.model)
     span.set_attribute("llmbus.stream", chat.stream)
-    settings = context.settings
     call = Call(
         context.bus,
         context.inbox,
@@ -149,7 +156,8 @@ async def open_call(context: EdgeContext, chat: ChatRequest, caller: Caller) -> 
         caller.client,
         accept_timeout=settings.accept_timeout,
         idle_timeout=settings.idle_timeout,
-        request_timeout=settings.request_timeout,
+        request_timeout=total,
+        first_byte_timeout=first_byte,
         tokens=tokens,
         reservation=reservation,
         usage=context.usage,

@@ -40,7 +40,7 @@ from llmbus.proto import (
 from llmbus.providers import configured_providers
 from llmbus.router.cluster import Cluster
 from llmbus.router.registry import Registry
-from llmbus.routing import Catalog, LiveState, RoutingError, Selector
+from llmbus.routing import Catalog, LiveState, RoutingError, Selector, plan
 
 __all__ = ["Router"]
 
@@ -59,8 +59,13 @@ class Router:
 
     def apply(self, config: Config) -> None:
         """Take a (new) configuration: one assignment each, requests in flight unaffected."""
-        self.catalog = Catalog(configured_providers(config), force_model_prefix=config.force_model_prefix)
+        self.catalog = Catalog(
+            configured_providers(config), force_model_prefix=config.force_model_prefix, routing=config.routing
+        )
         self.selector = Selector(config.routing.strategy)
+        self.max_attempts = config.routing.max_attempts
+        for name in self.catalog.unknown_fallbacks():
+            log.error("the config names `%s` as a fallback model, but no provider serves it", name)
         self.registry = Registry(self.catalog, self.state, self.cluster)
 
     # --- the hot path ----------------------------------------------------------------
@@ -69,13 +74,14 @@ class Router:
         if request.deadline and request.deadline < time.time() * 1000:
             return  # the edge has given up already
         try:
-            candidates = self.catalog.resolve(request.model, request.needs, self.state)
-            plan = self.selector.order(request.model, candidates)
+            targets = plan(
+                self.catalog, self.selector, request.model, request.needs, self.state, self.max_attempts
+            )
         except RoutingError as exc:
             ROUTED.labels("", exc.code).inc()
             await self._fail(request, exc)
             return
-        target = plan[0]
+        target = targets[0]
         exec_request = ExecRequest(
             request_id=request.request_id,
             model=request.model,
@@ -84,8 +90,10 @@ class Router:
             client=request.client,
             needs=request.needs,
             body=request.body,
+            tokens=request.tokens,
+            first_byte_deadline=request.first_byte_deadline,
             target=target,
-            plan=plan[1:],
+            plan=targets[1:],
         )
         ROUTED.labels(target.provider, "routed").inc()
         # reply= the edge's inbox: with no worker subscribed, NATS answers it with a 503.

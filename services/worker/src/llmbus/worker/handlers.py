@@ -1,13 +1,27 @@
 """The worker's exec handler: one upstream call per request, streamed back to the edge.
 
-A retryable failure before the first byte moves the request to the next target of its
-plan; after it, the stream ends with an error event."""
+A retryable failure before the first byte (connect error, timeout, 429, 5xx, no usable
+token) moves the request to the next target of its plan; after it, the stream ends with
+an error event. The plan is the retry budget (the router sends at most
+`routing.max_attempts` targets); a failover is not started when the request's deadline
+is (nearly) spent, and steps that the failure just rested (the same credential after a
+401 or 403, the same credential and model after a 429) are skipped. Each attempt is one
+consumer span of the request's trace, with the target and the outcome as attributes and
+the failover as an event.
+
+Deadlines: each call is bounded by its first-byte time (the provider's
+`timeouts.first_byte_seconds`, and the request's `first_byte_deadline`) until the upstream
+starts its answer, then by its total (the request's `deadline`, and the provider's
+`timeouts.total_seconds`). A first-byte timeout is a retryable 504; the total deadline
+ends a stream with a 504 `deadline_exceeded` error event."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from contextlib import AsyncExitStack
 from typing import Final
 
 import msgspec
@@ -25,12 +39,13 @@ from llmbus.proto import (
     Error,
     ExecRequest,
     Started,
+    Target,
     Usage,
     chat_codec,
 )
 from llmbus.providers import ConfiguredProvider
 from llmbus.providers.adapters import Adapter, CredentialSource
-from llmbus.providers.errors import CredentialUnavailable, UpstreamError, UpstreamStatus
+from llmbus.providers.errors import CredentialUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
 from llmbus.providers.http import HttpClient
 from llmbus.worker.emitter import Emitter
 from llmbus.worker.limits import Admission, Limits
@@ -45,6 +60,59 @@ log = logging.getLogger(__name__)
 _GONE: Final = "edge gone"
 FIRST_HEARTBEAT: Final = 0.5
 """Seconds before a worker that has sent nothing yet says it has the request."""
+MIN_ATTEMPT_SECONDS: Final = 1.0
+"""A failover is started only with at least this long left before the request's deadline
+(and its first-byte deadline): an attempt with less could hardly answer."""
+
+
+class DeadlineExceeded(UpstreamError):
+    """The request's total deadline passed while its answer was streaming."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504, code="deadline_exceeded", retryable=False)
+
+
+def _epoch(ms: int) -> float:
+    """Epoch milliseconds as seconds; 0 (unset) is no bound."""
+    return ms / 1000 if ms else math.inf
+
+
+def _loop_time(epoch: float) -> float | None:
+    """An epoch time as the event loop's clock (for `asyncio.timeout_at`); None: no bound."""
+    if math.isinf(epoch):
+        return None
+    return asyncio.get_running_loop().time() + (epoch - time.time())
+
+
+def _refused(exc: UpstreamError) -> int:
+    """The upstream status behind a refusal (401, 403, 429), else 0."""
+    if isinstance(exc, UpstreamStatus | CredentialUnavailable):
+        return exc.upstream_status
+    return 0
+
+
+def next_steps(request: ExecRequest, exc: UpstreamError, now: float) -> list[Target]:
+    """What is left of the plan after `exc` failed the request's current target before
+    its first byte: empty when the failure is not retryable or the deadline (or the
+    first-byte deadline) leaves less than `MIN_ATTEMPT_SECONDS`; without the steps the
+    failure has just rested (the credential after a 401 or 403 or a token it could not
+    get, the credential for that model after a 429) and without the failed target itself."""
+    if not exc.retryable or not request.plan:
+        return []
+    left = min(_epoch(request.deadline), _epoch(request.first_byte_deadline)) - now
+    if left < MIN_ATTEMPT_SECONDS:
+        return []
+    failed = request.target
+    status = _refused(exc)
+
+    def rested(step: Target) -> bool:
+        if (step.provider, step.credential) != (failed.provider, failed.credential):
+            return False
+        if status in (401, 403) or isinstance(exc, CredentialUnavailable):
+            return True
+        return step.upstream_model == failed.upstream_model
+
+    return [step for step in request.plan if not rested(step)]
 
 
 class Worker:
@@ -180,27 +248,50 @@ class Worker:
             return
         adapter = self.adapters[provider.family]
         source = self.sources[provider.family]
+        span.set_attribute("llmbus.credential", target.credential)
+        span.set_attribute("llmbus.upstream_model", target.upstream_model)
         started_at = time.perf_counter()
         began = time.time()
+        timeouts = provider.timeouts
+        total_at = _epoch(request.deadline)
+        if timeouts.total_seconds:
+            total_at = min(total_at, began + timeouts.total_seconds)
+        first_byte_at = min(total_at, _epoch(request.first_byte_deadline))
+        if timeouts.first_byte_seconds:
+            first_byte_at = min(first_byte_at, began + timeouts.first_byte_seconds)
         failure: str | None = "cancelled"
         admission: Admission | None = None
         usage: Usage | None = None
         self.stats.begin(target.provider)
         try:
-            chat = chat_codec.decode(request.body)
-            admission = await self.limits.admit(request, chat, provider, entry)
-            credential = await source.get(provider, entry)
-            call = adapter.build(provider, chat, target.upstream_model, credential)
-            async with self.http.stream(
-                call.method, call.url, headers=call.headers, content=call.body, proxy=provider.proxy_url
-            ) as response:
-                if response.status >= 400:
-                    error = adapter.error(response.status, response.headers, await response.read())
-                    if response.status in (401, 403):
-                        # A refused token (Copilot answers 401, Kiro 403 when it has
-                        # expired) is minted or refreshed anew on the next use.
-                        source.invalidate(provider, entry)
-                    raise error
+            async with AsyncExitStack() as stack:
+                chat = chat_codec.decode(request.body)
+                first_byte = asyncio.timeout_at(_loop_time(first_byte_at))
+                try:
+                    async with first_byte:
+                        admission = await self.limits.admit(request, chat, provider, entry)
+                        credential = await source.get(provider, entry)
+                        call = adapter.build(provider, chat, target.upstream_model, credential)
+                        response = await stack.enter_async_context(
+                            self.http.stream(
+                                call.method,
+                                call.url,
+                                headers=call.headers,
+                                content=call.body,
+                                proxy=provider.proxy_url,
+                            )
+                        )
+                        if response.status >= 400:
+                            error = adapter.error(response.status, response.headers, await response.read())
+                            if response.status in (401, 403):
+                                # A refused token (Copilot answers 401, Kiro 403 when it has
+                                # expired) is minted or refreshed anew on the next use.
+                                source.invalidate(provider, entry)
+                            raise error
+                except TimeoutError:
+                    if not first_byte.expired():
+                        raise
+                    raise _first_byte_timeout(target.provider, first_byte_at - began) from None
                 await emitter.emit(
                     Started(
                         seq=0,
@@ -213,21 +304,36 @@ class Worker:
                 emitter.started = True
                 await self._recovered(target.provider, target.credential, target.upstream_model, began)
                 first = True
-                async for output in adapter.events(response, chat.stream):
-                    if first and not isinstance(output, Done):
-                        self.stats.first_token(target.provider, time.perf_counter() - started_at)
-                        first = False
-                    if isinstance(output, Usage):
-                        usage = output
-                        self.stats.tokens(target.provider, output.prompt_tokens, output.completion_tokens)
-                    await emitter.emit(output)
+                whole = asyncio.timeout_at(_loop_time(total_at))
+                try:
+                    async with whole:
+                        async for output in adapter.events(response, chat.stream):
+                            if first and not isinstance(output, Done):
+                                self.stats.first_token(target.provider, time.perf_counter() - started_at)
+                                first = False
+                            if isinstance(output, Usage):
+                                usage = output
+                                self.stats.tokens(
+                                    target.provider, output.prompt_tokens, output.completion_tokens
+                                )
+                            await emitter.emit(output)
+                except TimeoutError:
+                    if not whole.expired():
+                        raise
+                    raise DeadlineExceeded(
+                        f"the answer of {target.provider} did not finish within the request's deadline "
+                        f"({total_at - began:.3g}s)"
+                    ) from None
             failure = None
+            span.set_attribute("llmbus.outcome", "answered")
         except UpstreamError as exc:
             failure = error_class(exc)
             span.set_attribute("llmbus.error", exc.code)
+            span.set_attribute("llmbus.outcome", "failed")
             await self._cool_down(provider, target.credential, target.upstream_model, exc)
-            if exc.retryable and not emitter.started and request.plan:
-                await self._fail_over(request, emitter, exc)
+            steps = [] if emitter.started else next_steps(request, exc, time.time())
+            if steps:
+                await self._fail_over(request, steps, emitter, exc)
                 return
             await emitter.emit(_client_error(exc, target.provider, target.credential))
         finally:
@@ -279,9 +385,22 @@ class Worker:
             except BusFailure:
                 log.warning("cannot announce the recovery of %s/%s", provider, credential)
 
-    async def _fail_over(self, request: ExecRequest, emitter: Emitter, exc: UpstreamError) -> None:
+    async def _fail_over(
+        self, request: ExecRequest, steps: list[Target], emitter: Emitter, exc: UpstreamError
+    ) -> None:
         emitter.close()
-        following = request.plan[0]
+        following = steps[0]
+        trace.get_current_span().add_event(
+            "llmbus.failover",
+            {
+                "llmbus.error": exc.code,
+                "llmbus.next.provider": following.provider,
+                "llmbus.next.credential": following.credential,
+                "llmbus.next.upstream_model": following.upstream_model,
+                "llmbus.next.attempt": request.attempt + 1,
+                "llmbus.skipped": len(request.plan) - len(steps),
+            },
+        )
         log.info(
             "request %s: %s/%s failed (%s); trying %s/%s",
             request.request_id,
@@ -292,9 +411,15 @@ class Worker:
             following.credential,
         )
         retry = msgspec.structs.replace(
-            request, target=following, plan=request.plan[1:], attempt=request.attempt + 1, seq=emitter.seq
+            request, target=following, plan=steps[1:], attempt=request.attempt + 1, seq=emitter.seq
         )
         await self.bus.publish(EXEC, retry, reply=request.reply, provider=following.provider)
+
+
+def _first_byte_timeout(provider: str, seconds: float) -> UpstreamTimeout:
+    """The error of a call whose upstream did not start its answer in time (retryable:
+    the next target may answer)."""
+    return UpstreamTimeout(f"{provider} did not start its answer within {seconds:.3g}s")
 
 
 def _client_error(exc: UpstreamError, provider: str, credential: str) -> Error:
