@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from llmbus.api import ApiError, InvalidRequest, NotFound
+from llmbus.api.anthropic_wire import CountTokensRequest, MessagesRequest
 from llmbus.api.errors import error_from_status
+from llmbus.api.openai_wire import ChatCompletionRequest
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.hot import EdgeApp, error_payload
 from llmbus.edge.limits import BodyRefusedHTTP, Concurrency, refusal_headers
@@ -64,6 +69,40 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _error_response(request, ApiError("The server had an error while processing your request."))
 
 
+_BODIES = {
+    ("post", "/v1/chat/completions"): ("Create a chat completion (OpenAI's format)", ChatCompletionRequest),
+    ("post", "/v1/messages"): ("Create a message (Anthropic's format)", MessagesRequest),
+    ("post", "/v1/messages/count_tokens"): (
+        "Count a message's input tokens (an estimate)",
+        CountTokensRequest,
+    ),
+}
+"""The request bodies that routes read themselves (the hot routes are not FastAPI's at
+all), described from the msgspec types that decode them."""
+
+
+def _with_request_bodies(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI document with the chat routes and their request bodies (from the
+    msgspec types that validate them), so that the document says what the edge accepts."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    types = [kind for _, kind in _BODIES.values()]
+    refs, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in components.items():
+        schemas.setdefault(name, schema)
+    errors = {"description": "An error in the client's format", "content": {"application/json": {}}}
+    for ((method, path), (summary, _)), ref in zip(_BODIES.items(), refs, strict=True):
+        operation = document.setdefault("paths", {}).setdefault(path, {}).setdefault(method, {})
+        operation.setdefault("summary", summary)
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        operation.setdefault("responses", {"200": {"description": "The answer, whole or streamed (SSE)"}})
+        operation["responses"].setdefault("4XX", errors)
+    app.openapi_schema = document
+    return document
+
+
 def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,4 +134,5 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(TracingMiddleware)
+    app.openapi = lambda: _with_request_bodies(app)  # type: ignore[method-assign]
     return app
