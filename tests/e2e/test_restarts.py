@@ -5,17 +5,19 @@ recovers by itself."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from llmbus.devstack.upstreams import mock_environment
 from llmbus.testing import Stack, StackPorts, start_nats, start_redis
-from tests.e2e.conftest import CLIENT_KEY, TOKEN_KEY
+from tests.e2e.conftest import CLIENT_KEY, MANAGEMENT_KEY, TOKEN_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +111,63 @@ async def test_keys_seen_before_keep_working_while_redis_is_down(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the config's keys did not come back after Redis restarted empty")
+
+
+async def _load(key: str, base_url: str, until: asyncio.Event, outcomes: dict[str, int]) -> None:
+    """Requests one after another until told to stop, counted by outcome."""
+    async with openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0, timeout=15) as c:
+        while not until.is_set():
+            try:
+                await c.chat.completions.create(model="gpt-4o-mini", messages=USER)
+                outcome = "ok"
+            except openai.AuthenticationError:
+                outcome = "refused"
+            except openai.APIStatusError as exc:
+                outcome = f"error {exc.status_code}"
+            except openai.APITimeoutError:
+                outcome = "hung"
+            if outcome != "ok":
+                outcome = f"{outcome} ({key[:12]}…)"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if outcome != "ok":
+                await asyncio.sleep(0.05)
+
+
+async def test_no_valid_key_is_ever_refused_when_redis_pauses_or_restarts_empty(own_stack: Stack) -> None:
+    management = {"x-management-key": MANAGEMENT_KEY}
+    async with httpx.AsyncClient(base_url=own_stack.base_url, headers=management, timeout=10) as admin:
+        created = await admin.post("/v1/keys", json={"name": "made-at-run-time"})
+        assert created.status_code in (200, 201), created.text
+        runtime_key = created.json()["key"]
+    until = asyncio.Event()
+    outcomes: dict[str, int] = {}
+    # The config's own key, from eight clients at once, while Redis freezes for a second,
+    # then dies and comes back empty.
+    load = [asyncio.create_task(_load(CLIENT_KEY, own_stack.base_url, until, outcomes)) for _ in range(8)]
+    redis = own_stack.processes["redis"]
+    await asyncio.sleep(0.5)
+    assert redis.popen is not None
+    redis.popen.send_signal(signal.SIGSTOP)
+    await asyncio.sleep(1)
+    redis.popen.send_signal(signal.SIGCONT)
+    await asyncio.sleep(0.5)
+    redis.stop()
+    await asyncio.sleep(0.5)
+    own_stack.processes["redis"] = start_redis(own_stack.ports.redis, own_stack.log_dir)
+    # Then two keys the edge has never checked: another of the config's, and one made at
+    # run time, whose record went with Redis's data.
+    load += [
+        asyncio.create_task(_load(key, own_stack.base_url, until, outcomes))
+        for key in ("sk-test-second", runtime_key)
+        for _ in range(8)
+    ]
+    await asyncio.sleep(3)
+    until.set()
+    await asyncio.gather(*load)
+    assert not [o for o in outcomes if o.startswith(("refused", "hung"))], outcomes
+    assert outcomes.get("ok", 0) > 50, outcomes
+    async with openai.AsyncOpenAI(
+        base_url=f"{own_stack.base_url}/v1", api_key=runtime_key, max_retries=0, timeout=10
+    ) as client:
+        completion = await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+        assert "still there?" in (completion.choices[0].message.content or ""), outcomes

@@ -71,9 +71,10 @@ _RULES: Final[Mapping[str, Rule]] = {
     subjects.CONTROL_REGISTRY.pattern: Rule(EDGE, ROUTER),
     subjects.HEALTH.pattern: Rule(EDGE + ROUTER + WORKER + AUTH, ROUTER, own_token="service"),
     subjects.WORKER_STATUS.pattern: Rule(WORKER, ROUTER),
-    # Client keys: the edge asks, auth answers and announces revocations.
+    # Client keys: the edge asks, auth answers and announces revocations (to the edges
+    # and to the other auth replicas, whose copies of the keys must not bring one back).
     subjects.AUTH_KEY_VERIFY.pattern: Rule(EDGE, AUTH),
-    subjects.AUTH_KEY_EVENTS.pattern: Rule(AUTH, EDGE),
+    subjects.AUTH_KEY_EVENTS.pattern: Rule(AUTH, EDGE + AUTH),
     subjects.AUTH_KEYS_CREATE.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_KEYS_LIST.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_KEYS_REVOKE.pattern: Rule(EDGE, AUTH),

@@ -5,12 +5,21 @@
                                 source ("config" | "api"), prefix (the key's first characters)
     llmbus:keys:ids       hash  key id → sha256: the index by id (list, revoke, usage)
     llmbus:keys:config    set   sha256 of the keys the config file lists
+    llmbus:keys:present   string  set with the keys; gone means Redis has lost its data
 
 Keys created at run time are random (`sk-llmbus-` + 43 URL-safe characters from
 `secrets`); the key itself exists only in the reply to its creation. Keys from the config
 file are written at start and re-written now and then (Redis may have lost them); a key
 removed from the file is revoked, and a config key cannot be revoked through the API:
 the file would bring it back.
+
+Redis may lose its data (restarted without persistence, a failover to an empty replica).
+Every auth replica keeps a copy of the key records in memory (read at start and now and
+then, written through on its own changes, told of other replicas' revocations), and a
+key that Redis does not know while the `present` marker is gone is looked up again after
+the records are written back: a valid key is never refused because Redis forgot it. A
+record is restored only where Redis has none, and a revocation any replica knows of wins,
+so a restore never brings a revoked key back.
 
 Errors:
 
@@ -24,7 +33,9 @@ Errors:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -48,9 +59,23 @@ __all__ = [
     "verify_reply",
 ]
 
+log = logging.getLogger(__name__)
+
 _PREFIX = "llmbus:key:"
 _IDS = "llmbus:keys:ids"
 _CONFIG_SET = "llmbus:keys:config"
+_PRESENT = "llmbus:keys:present"
+
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  redis.call('HSET', KEYS[2], ARGV[1], string.sub(KEYS[1], string.len(KEYS[3]) + 1))
+  return 1
+end
+return 0
+"""
+"""Write a record back only where Redis has none (another replica may have restored or
+changed it already). ARGV: the key id, then the record's field/value pairs."""
 
 KEY_SCHEME = "sk-llmbus-"
 _SHOWN = 14
@@ -163,6 +188,83 @@ def _check(limits: ClientLimits, expires_at: float, now: float) -> None:
 class KeyStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._records: dict[str, dict[str, str]] = {}
+        """The copy of the keys made at run time: sha256 → record."""
+        self._config_keys: list[tuple[str, str]] = []
+        self._restore = redis.register_script(_RESTORE)
+        self._restoring: asyncio.Future[tuple[int, list[str]]] | None = None
+
+    @property
+    def remembered(self) -> int:
+        """Keys made at run time that this replica could restore."""
+        return len(self._records)
+
+    def _remember(self, key_hash: str, record: Mapping[str, str]) -> None:
+        if record.get("source") == "config" or "id" not in record:
+            return
+        known = self._records.get(key_hash)
+        record = dict(record)
+        if known is not None and known.get("revoked") == "1":
+            record["revoked"] = "1"  # a revocation is never undone
+        self._records[key_hash] = record
+
+    def forget(self, key_hash: str) -> None:
+        """Another replica revoked this key: a restore must not bring it back."""
+        record = self._records.get(key_hash)
+        if record is not None:
+            record["revoked"] = "1"
+
+    async def remember_all(self) -> int:
+        """Read every key made at run time into the copy; returns how many are known."""
+        try:
+            hashes = [_text(h) for h in (await self._redis.hgetall(_IDS)).values()]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key_hash in hashes:
+                    pipe.hgetall(_PREFIX + key_hash)
+                raws: list[dict[bytes | str, bytes | str]] = await pipe.execute()
+        except RedisError as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from None
+        for key_hash, raw in zip(hashes, raws, strict=True):
+            self._remember(key_hash, {_text(k): _text(v) for k, v in raw.items()})
+        return len(self._records)
+
+    async def lost(self) -> bool:
+        """True when Redis has lost the keys (its marker is gone)."""
+        try:
+            return not await self._redis.exists(_PRESENT)
+        except RedisError as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from None
+
+    async def restore(self) -> tuple[int, list[str]]:
+        """Write back what Redis lost: the config's keys, then the keys made at run time
+        that Redis has no record of, then the marker. Returns how many records were
+        written back and the hashes of config keys revoked (see `sync_config_keys`).
+        However many requests ask at once, one restore runs and they all wait for it."""
+        if self._restoring is None or self._restoring.done():
+            self._restoring = asyncio.ensure_future(self._restore_all())
+        return await asyncio.shield(self._restoring)
+
+    async def _restore_all(self) -> tuple[int, list[str]]:
+        revoked = await self.sync_config_keys(self._config_keys)
+        written: list[int] = []
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key_hash, record in self._records.items():
+                    fields = [item for pair in record.items() for item in pair]
+                    written.append(len(pipe))
+                    await self._restore(
+                        keys=[_PREFIX + key_hash, _IDS, _PREFIX], args=[record["id"], *fields], client=pipe
+                    )
+                    if record.get("revoked") == "1":
+                        pipe.hset(_PREFIX + key_hash, "revoked", "1")
+                pipe.set(_PRESENT, "1")
+                results = await pipe.execute()
+        except RedisError as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from None
+        restored = sum(1 for index in written if results[index] == 1)
+        if restored:
+            log.warning("Redis had lost its client keys: %d made at run time written back", restored)
+        return restored, revoked
 
     async def _record(self, key_hash: str) -> dict[str, str]:
         try:
@@ -171,9 +273,27 @@ class KeyStore:
             raise KeyStoreUnavailable(type(exc).__name__) from None
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    async def _record_unless_lost(self, key_hash: str) -> dict[str, str]:
+        """A key Redis does not know, asked again together with the marker in one
+        transaction (a restore writes records and marker in one too): with the marker
+        there, the key is really unknown; without it, the keys are written back first."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.exists(_PRESENT)
+                pipe.hgetall(_PREFIX + key_hash)
+                present, raw = await pipe.execute()
+        except RedisError as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from None
+        if present:
+            return {_text(k): _text(v) for k, v in raw.items()}
+        await self.restore()
+        return await self._record(key_hash)
+
     async def lookup(self, key_hash: str, now: float | None = None) -> KeyInfo | None:
         """The key's record if it may be used now: known, not revoked, not expired."""
         record = await self._record(key_hash)
+        if not record or "id" not in record:
+            record = await self._record_unless_lost(key_hash)
         if not record or "id" not in record:
             return None
         info = _info(record)
@@ -203,26 +323,25 @@ class KeyStore:
             created_at=now,
             expires_at=expires_at,
         )
+        record = {
+            "id": info.id,
+            "name": name,
+            "owner": owner,
+            "limits": _encode(limits).decode(),
+            "created": repr(now),
+            "expires": repr(expires_at),
+            "revoked": "0",
+            "source": "api",
+            "prefix": info.prefix,
+        }
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    _PREFIX + key_hash,
-                    mapping={
-                        "id": info.id,
-                        "name": name,
-                        "owner": owner,
-                        "limits": _encode(limits),
-                        "created": repr(now),
-                        "expires": repr(expires_at),
-                        "revoked": "0",
-                        "source": "api",
-                        "prefix": info.prefix,
-                    },
-                )
+                pipe.hset(_PREFIX + key_hash, items=[item for pair in record.items() for item in pair])
                 pipe.hset(_IDS, info.id, key_hash)
                 await pipe.execute()
         except RedisError as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from None
+        self._remember(key_hash, record)
         return key, info
 
     async def _hash_of(self, key_id: str) -> str:
@@ -272,11 +391,14 @@ class KeyStore:
             await self._redis.hset(_PREFIX + key_hash, "revoked", "1")
         except RedisError as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from None
+        self._remember(key_hash, record)
+        self.forget(key_hash)
         return msgspec.structs.replace(_info(record), revoked=True), key_hash
 
     async def sync_config_keys(self, keys: list[tuple[str, str]]) -> list[str]:
         """Make the config file's keys (`(key, name)` pairs) valid and revoke config keys
         no longer listed. Returns the hashes revoked."""
+        self._config_keys = list(keys)
         wanted = {hash_key(key): (name, key_prefix(key)) for key, name in keys}
         try:
             previous = {_text(h) for h in await self._redis.smembers(_CONFIG_SET)}

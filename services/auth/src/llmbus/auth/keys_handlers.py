@@ -90,6 +90,9 @@ class KeyHandlers:
         await bus.subscribe(AUTH_KEYS_REVOKE, self.revoke, queue=AUTH_KEYS_REVOKE.queue)
         await bus.subscribe(AUTH_KEYS_USAGE, self.usage, queue=AUTH_KEYS_USAGE.queue)
         await bus.subscribe(AUTH_USAGE_EVENTS, self.count_usage, queue=AUTH_USAGE_EVENTS.queue)
+        # Every replica hears every revocation (no queue group): its copy of the keys
+        # must never restore a key another replica revoked.
+        await bus.subscribe(AUTH_KEY_EVENTS, self.on_key_event)
         await bus.subscribe(
             AUTH_MANAGEMENT_ATTEMPT, self.management_attempt, queue=AUTH_MANAGEMENT_ATTEMPT.queue
         )
@@ -101,6 +104,19 @@ class KeyHandlers:
             await self.bus.respond_error(delivery, _wire_error(exc))
             return
         await self.bus.respond(delivery, endpoint, reply)
+
+    async def on_key_event(self, event: KeyEvent, _: Delivery) -> None:
+        if event.action == "revoked":
+            self.keys.forget(event.key_hash)
+
+    async def upkeep(self) -> None:
+        """One round of keeping the keys safe from a Redis that loses its data: refresh
+        this replica's copy of them, and write them back if Redis has lost them."""
+        if await self.keys.lost():
+            _, revoked = await self.keys.restore()
+            for key_hash in revoked:
+                await self.bus.publish(AUTH_KEY_EVENTS, KeyEvent(key_hash=key_hash))
+        await self.keys.remember_all()
 
     async def create(self, request: KeyCreate, delivery: Delivery) -> None:
         await self._answer(delivery, AUTH_KEYS_CREATE, self._create(request))

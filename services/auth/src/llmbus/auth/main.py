@@ -75,7 +75,9 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await _wait_for_redis(redis)
         keys = KeyStore(redis)
         bus = await life.connect("llmbus-auth")
+        key_handlers = KeyHandlers(bus, keys, UsageStore(redis), LockoutStore(redis))
         await _sync_keys(bus, keys, config)
+        await key_handlers.upkeep()
         providers = configured_providers(config)
         credentials = CredentialService(bus, redis, vault, providers)
         life.on_close(credentials.close)
@@ -87,7 +89,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         cooldowns = CooldownHandlers(bus, RuntimeStore(redis), _policies(providers))
         await bus.subscribe(AUTH_COOLDOWN_EVENTS, cooldowns.record, queue="auth")
         await bus.subscribe(AUTH_COOLDOWN_CLEAR, cooldowns.clear, queue=AUTH_COOLDOWN_CLEAR.queue)
-        await KeyHandlers(bus, keys, UsageStore(redis), LockoutStore(redis)).subscribe()
+        await key_handlers.subscribe()
         quotas = QuotaHandlers(bus, QuotaStore(redis))
         await bus.subscribe(AUTH_QUOTA_RESERVE, quotas.reserve, queue=AUTH_QUOTA_RESERVE.queue)
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
@@ -118,14 +120,15 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
                 log.error("client keys not updated: the key store is unavailable")
 
         async def resync() -> None:
-            # Redis may have restarted empty (no persistence, a failover): write the
-            # config's keys again now and then, so they never stay lost.
+            # Redis may have restarted empty (no persistence, a failover): now and then,
+            # write back the keys it lost (a lookup that misses does it at once too) and
+            # refresh this replica's copy of the keys made at run time.
             while True:
                 await asyncio.sleep(settings.key_sync_interval)
                 try:
-                    await _sync_keys(bus, keys, current_config)
+                    await key_handlers.upkeep()
                 except KeyStoreUnavailable:
-                    log.warning("client keys not re-synced: the key store is unavailable")
+                    log.warning("client keys not checked: the key store is unavailable")
 
         life.spawn(ConfigWatcher(settings.config, apply).run())
         life.spawn(resync())

@@ -12,8 +12,9 @@ class AuthSettings(ServiceSettings, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
     metrics_port: int = 0
     key_sync_interval: float = 30.0
-    """Seconds between two writes of the config's client keys to Redis, which bring them
-    back after Redis lost its data."""
+    """Seconds between two checks that Redis still has the client keys (writing them back
+    if it lost them) and two refreshes of this replica's copy of the keys made at run
+    time. A lookup that misses checks at once as well."""
     token_key: str = ""
     """Base64 of the 32-byte key that seals tokens at rest (more keys after it, separated
     by commas, still open what they sealed: rotation). Without it or `token_key_file`,
