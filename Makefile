@@ -1,6 +1,8 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PY := .venv/bin/python
+CONFIG ?= config.example.yaml
+PORT ?= 8317
 export UV_PYTHON_DOWNLOADS ?= never
 export PATH := $(HOME)/.local/bin:$(PATH)
 
@@ -12,9 +14,9 @@ help: ## list the targets
 setup: ## create .venv with every package (pinned in requirements.lock.txt)
 	@scripts/setup.sh
 
-run: setup ## start the whole gateway locally (NATS, Redis, mock upstream, every service)
+run: setup ## start the whole gateway locally, supervised (options: CONFIG=your.yaml PORT=8317)
 	@scripts/ensure-redis.sh
-	@$(PY) -m llmbus.devstack --config config.example.yaml
+	@$(PY) -m llmbus.devstack --config "$(CONFIG)" --port "$(PORT)"
 
 test: setup lint typecheck ## lint, type-check and run every test
 	@scripts/ensure-redis.sh

@@ -79,6 +79,9 @@ async def connect(
         log.info("bus connection closed")
 
     async def disconnected() -> None:
+        nc = clients[-1] if clients else None
+        if nc is not None and (nc.is_draining or nc.is_closed):
+            return  # our own drain at shutdown, not a lost connection
         log.warning("bus disconnected; reconnecting")
 
     async def reconnected() -> None:

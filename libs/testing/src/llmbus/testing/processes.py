@@ -87,8 +87,15 @@ class Process:
         env = {**os.environ, **self.env}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
+            # A process group of its own: a Ctrl-C in the terminal reaches only the parent,
+            # which stops its children in order (services before NATS and Redis).
             self.popen = subprocess.Popen(
-                list(self.argv), env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                list(self.argv),
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                process_group=0,
             )
         finally:
             if self.log_path and not isinstance(out, int):
