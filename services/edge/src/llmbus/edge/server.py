@@ -14,7 +14,8 @@ each process from its settings."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+from typing import Any, ClassVar, cast
 
 import httptools
 from prometheus_client import Counter
@@ -22,7 +23,12 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from llmbus.edge.settings import EdgeSettings
 
-__all__ = ["PROTOCOL", "HeadLimitedProtocol"]
+__all__ = ["LINGER_SECONDS", "PROTOCOL", "HeadLimitedProtocol"]
+
+LINGER_SECONDS = 2.0
+"""How long a connection closed before its request was read whole (a refused body or
+head) keeps discarding what the client still sends, so that the client reads the
+refusal instead of a reset (the lingering close of nginx and Apache)."""
 
 PROTOCOL = "llmbus.edge.server:HeadLimitedProtocol"
 
@@ -38,6 +44,49 @@ class _TooManyHeaders(Exception):
     pass
 
 
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: `close()` while the request is
+    still arriving shuts the sending side (the answer goes out, then FIN) and discards
+    what comes in until the client closes or `LINGER_SECONDS` pass. Closing a socket
+    with unread bytes would send a reset, and the client would lose the answer."""
+
+    def __init__(self, inner: asyncio.Transport, protocol: HeadLimitedProtocol) -> None:
+        self._inner = inner
+        self._protocol = protocol
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        # The hot methods bound directly: no indirection on every write.
+        self.write = inner.write
+        self.get_extra_info = inner.get_extra_info
+        self.pause_reading = inner.pause_reading
+        self.resume_reading = inner.resume_reading
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._inner.is_closing()
+
+    def close(self) -> None:
+        if self._closing or self._inner.is_closing():
+            return
+        self._closing = True
+        if self._protocol.request_complete or not self._inner.can_write_eof():
+            self._inner.close()
+            return
+        self._protocol.lingering = True
+        self._inner.write_eof()
+        self._inner.resume_reading()
+        self._timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, self._inner.close)
+
+    def close_now(self) -> None:
+        self._inner.close()
+
+    def lost(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class HeadLimitedProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that feeds its parser at most `max_header_bytes` of a request
     head and refuses a head with more than `max_headers` fields (431)."""
@@ -48,14 +97,33 @@ class HeadLimitedProtocol(HttpToolsProtocol):
     _in_head = True
     _head_bytes = 0
     _header_count = 0
+    request_complete = True
+    """Whether the current request has arrived whole (no request yet counts as whole)."""
+    lingering = False
+    _lingering: _LingeringTransport | None = None
 
     @classmethod
     def configure(cls, settings: EdgeSettings) -> None:
         cls.max_header_bytes = settings.max_header_bytes
         cls.max_headers = settings.max_headers
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self._lingering = _LingeringTransport(cast(asyncio.Transport, transport), self)
+        super().connection_made(self._lingering)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lingering is not None:
+            self._lingering.lost()
+        super().connection_lost(exc)
+
+    def eof_received(self) -> None:
+        if self.lingering and self._lingering is not None:
+            self._lingering.close_now()  # the client is done sending
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.request_complete = False
         self._in_head = True
         self._head_bytes = 0
         self._header_count = 0
@@ -70,10 +138,16 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._in_head = False
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self.request_complete = True
+        super().on_message_complete()
+
     def data_received(self, data: bytes) -> None:
         # The head's bytes are counted from the first byte of a connection and of each
         # request after a whole one (a pipelined head may start inside a chunk already
         # counted as body: it then gets up to one read more, still bounded).
+        if self.lingering:
+            return  # after a refusal: discarded until the connection closes
         self._unset_keepalive_if_required()
         while data:
             if not self._in_head:
@@ -115,6 +189,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         return not self.transport.is_closing()
 
     def _refuse(self, limit: str, message: bytes) -> None:
+        self._in_head = False
         """431 with a JSON error in OpenAI's shape (the path, which would choose the
         dialect, may not have been read), then the connection closed."""
         HEADS_REFUSED.labels(limit).inc()
