@@ -370,3 +370,37 @@ async def test_a_body_after_a_head_in_the_same_read_is_not_counted_as_head(serve
         + body
     )
     assert (await _exchange(server, request)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_refused_body_is_answered_not_reset_while_the_client_still_sends() -> None:
+    """The edge app on a real socket: the 413 for a declared 20 MB body is sent at once,
+    and the connection lingers (discarding) long enough for the client to read it."""
+    async with edge_twin(max_body_bytes=LIMIT) as twin:
+        port = free_port()
+        config = uvicorn.Config(twin.app, host="127.0.0.1", port=port, http=PROTOCOL, lifespan="off")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            await _until(lambda: server.started)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            size = 20 * 1024 * 1024
+            head = b"POST %s HTTP/1.1\r\nhost: edge\r\nauthorization: Bearer %s\r\ncontent-length: %d\r\n\r\n"
+            writer.write(head % (CHAT.encode(), KEY.encode(), size))
+
+            async def send_body() -> None:
+                try:
+                    for _ in range(size // 65536):
+                        writer.write(b" " * 65536)
+                        await writer.drain()
+                except ConnectionError:
+                    pass
+
+            sending = asyncio.create_task(send_body())
+            answer = await asyncio.wait_for(reader.read(), 10)
+            await sending
+            writer.close()
+        finally:
+            server.should_exit = True
+            await task
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"code":"body_too_large"' in answer
