@@ -39,6 +39,8 @@ providers:
       - ${{OPENAI_API_KEY}}
     models:
       - name: gpt-4o-mini
+      - name: slow
+        upstream: slow
 """
 BUS_SERVICES = ("auth", "router", "worker-openai", "worker-anthropic")
 
@@ -133,7 +135,8 @@ def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
         "LLMBUS_STATUS_INTERVAL": "0.5",
         "LLMBUS_IDLE_TIMEOUT": "3",
         "LLMBUS_HEARTBEAT_INTERVAL": "0.5",
-        "LLMBUS_DRAIN_SECONDS": "3",
+        # SIGTERM: a worker's streams get half a second to finish.
+        "LLMBUS_DRAIN_SECONDS": "0.5",
         # Streams of 20 chunks 50 ms apart: a kill lands in the middle of some.
         "LLMBUS_MOCK_CHUNKS": "20",
         "LLMBUS_MOCK_CHUNK_DELAY_MS": "50",
@@ -282,6 +285,47 @@ async def test_a_killed_edge_comes_back_on_the_same_port(
         return await _one_stream(client) == "ok"
 
     await _until(serves, f"requests answered on port {devstack.port} again", timeout=40)
+
+
+async def test_sigterm_to_a_worker_ends_its_streams_with_an_error_event(
+    devstack: Devstack, client: openai.AsyncOpenAI
+) -> None:
+    assert await _one_stream(client) == "ok"
+    worker = devstack.children()["worker-openai"]
+    streaming = asyncio.Semaphore(0)
+
+    async def slow_stream() -> str:
+        """How a stream of ten seconds (20 chunks half a second apart) ended."""
+        try:
+            stream = await client.chat.completions.create(
+                model="slow", messages=[{"role": "user", "content": "take your time"}], stream=True
+            )
+            first = True
+            async for _ in stream:
+                if first:
+                    streaming.release()
+                    first = False
+        except openai.APITimeoutError:
+            return "hung"
+        except openai.APIError as exc:
+            return f"error {exc.code}"
+        return "finished"
+
+    streams = [asyncio.create_task(slow_stream()) for _ in range(3)]
+    for _ in streams:
+        await asyncio.wait_for(streaming.acquire(), 20)
+    os.kill(worker, signal.SIGTERM)
+    outcomes = await asyncio.gather(*streams)
+
+    assert outcomes == ["error worker_stopping"] * 3, "cut after the drain time, with an error event"
+    log = (devstack.logs / "worker-openai.log").read_text()
+    assert "worker-openai: 3 handlers still running after 0.5 s: cancelled" in log
+    await asyncio.to_thread(_wait_for, devstack, "worker-openai exited (status 0)")
+    await _until(lambda: _ok(client), "requests served by the worker started again")
+
+
+async def _ok(client: openai.AsyncOpenAI) -> bool:
+    return await _one_stream(client) == "ok"
 
 
 def test_a_port_another_process_listens_on_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """llmbus bus: typed NATS publish, request/reply, subscriptions and stream inboxes."""
 
-from llmbus.bus.client import NatsBus, connect, is_no_responders
+from llmbus.bus.client import STOPPING, NatsBus, connect, is_no_responders
 from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.inbox import Inbox, StreamInbox
 from llmbus.bus.protocol import Bus, Delivery, Subscription
@@ -9,6 +9,7 @@ from llmbus.bus.runtime import Lifecycle, run_service
 
 __all__ = [
     "BUS_RETRYABLE",
+    "STOPPING",
     "Bus",
     "BusFailure",
     "BusTimeout",

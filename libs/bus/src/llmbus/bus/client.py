@@ -32,13 +32,18 @@ from llmbus.bus.retry import retry_within
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
 from llmbus.telemetry import extract, inject, recording
 
-__all__ = ["NatsBus", "connect", "is_no_responders"]
+__all__ = ["STOPPING", "NatsBus", "connect", "is_no_responders"]
 
 M = TypeVar("M")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("llmbus.bus")
+
+
+STOPPING = "the service is stopping"
+"""The message of the `CancelledError` a handler gets when its service stops and the drain
+time is over (`NatsBus.settle`): a handler may still say so to whoever waits for it."""
 
 
 def is_no_responders(msg: Delivery) -> bool:
@@ -122,7 +127,13 @@ async def connect(
 
     async def attempts() -> NATS:
         # One retry policy (`llmbus.bus.retry`): NATS may start after the service.
-        return await retry_within(None, attempt, on=(NoServersError, OSError, NatsTimeout), wait_max=0.5)
+        return await retry_within(
+            None,
+            attempt,
+            on=(NoServersError, OSError, NatsTimeout),
+            wait_max=0.5,
+            what=f"connecting to {where}",
+        )
 
     # nats-py retries refused credentials as it retries an absent server: racing the
     # connection with the first refusal fails at once instead of at the timeout.
@@ -294,7 +305,7 @@ class NatsBus:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         left = [task for task in self._tasks if not task.done()]
         for task in left:
-            task.cancel("the service is stopping")
+            task.cancel(STOPPING)
         if left:
             await asyncio.wait(left, timeout=1.0)
         return len(left)

@@ -10,6 +10,9 @@ caller sees the last error an attempt raised (what went wrong, not "timeout").
 Upstream calls are not retried here: failover to the next credential or provider is the
 router's and the worker's own logic.
 
+Retries count in Prometheus (`stamina_retries_total`, stamina's own hook); the log gets
+one line from here when a call first has to wait (`what` names it), not one per attempt.
+
 In tests, `stamina.set_testing(True)` turns the backoff off (one attempt, no waits) for
 code that must not wait; tests of the retry behaviour itself leave it on.
 """
@@ -17,16 +20,24 @@ code that must not wait; tests of the retry behaviour itself leave it on.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import stamina
+import stamina.instrumentation
 
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders
 
 __all__ = ["BUS_RETRYABLE", "retry_within"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# stamina's logging hook writes one bare "stamina.retry_scheduled" warning per attempt:
+# keep its Prometheus counter only; `retry_within` logs what is retried itself.
+stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.PrometheusOnRetryHook])
 
 BUS_RETRYABLE: tuple[type[Exception], ...] = (NoResponders, BusTimeout, BusUnavailable)
 """Bus failures worth another try on a control-plane request: nobody listening yet (a
@@ -45,6 +56,7 @@ async def retry_within(
     on: type[Exception] | tuple[type[Exception], ...],
     wait_initial: float = 0.05,
     wait_max: float = 1.0,
+    what: str = "a control-plane call",
 ) -> T:
     """`await call(remaining)` until it returns, retrying the errors in `on` with backoff.
 
@@ -71,6 +83,8 @@ async def retry_within(
                 try:
                     return await call(remaining)
                 except on as exc:
+                    if last is None:
+                        log.info("%s failed (%s); trying again", what, type(exc).__name__)
                     last = exc
                     raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover

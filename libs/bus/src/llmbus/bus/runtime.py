@@ -148,7 +148,7 @@ class Lifecycle:
             left = await bus.settle(self.settings.drain_seconds)
             if left:
                 log.warning(
-                    "%s: %d handlers still running after %.0f s: cancelled",
+                    "%s: %d handlers still running after %g s: cancelled",
                     self.name,
                     left,
                     self.settings.drain_seconds,

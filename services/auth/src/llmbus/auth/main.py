@@ -48,7 +48,7 @@ async def _wait_for_redis(redis: Redis, timeout: float = 30.0) -> None:
         await redis.ping()
 
     try:
-        await retry_within(timeout, ping, on=(RedisError, OSError), wait_max=1.0)
+        await retry_within(timeout, ping, on=(RedisError, OSError), wait_max=1.0, what="reaching Redis")
     except (RedisError, OSError, TimeoutError) as exc:
         raise RuntimeError(f"cannot reach Redis: {type(exc).__name__}") from None
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -17,7 +16,7 @@ import msgspec
 from prometheus_client import Counter
 
 from llmbus.api import ApiError, openai_error_body
-from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, RemoteError
+from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, retry_within
 from llmbus.config import Config
 from llmbus.proto import (
     AUTH_STATE,
@@ -152,25 +151,27 @@ class Router:
                 cooldown.provider, cooldown.credential, cooldown.until, cooldown.reason, cooldown.model
             )
 
-    async def catch_up(self, max_delay: float = 5.0) -> None:
+    async def catch_up(self, max_delay: float = 2.0) -> None:
         """Fetch the runtime state from auth, retried until auth answers (it may start
-        after the router)."""
-        delay = 0.2
-        while True:
-            try:
-                snapshot = await self.bus.request(AUTH_STATE, RuntimeStateRequest(), timeout=2)
-            except (BusFailure, RemoteError) as exc:
-                log.debug("runtime state not available yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay)
-                continue
-            self.load(snapshot)
-            log.info(
-                "runtime state loaded: %d switches, %d cooldowns",
-                len(snapshot.enabled),
-                len(snapshot.cooldowns),
-            )
-            return
+        after the router): the bus's one retry policy, without a budget."""
+
+        async def ask(_: float | None) -> RuntimeState:
+            return await self.bus.request(AUTH_STATE, RuntimeStateRequest(), timeout=2)
+
+        snapshot = await retry_within(
+            None,
+            ask,
+            on=BusFailure,
+            wait_initial=0.1,
+            wait_max=max_delay,
+            what="fetching auth's runtime state",
+        )
+        self.load(snapshot)
+        log.info(
+            "runtime state loaded: %d switches, %d cooldowns",
+            len(snapshot.enabled),
+            len(snapshot.cooldowns),
+        )
 
     async def on_enabled(self, event: ProviderEnabled, _: Delivery) -> None:
         self.state.enabled[event.provider] = event.enabled

@@ -27,7 +27,7 @@ from typing import Final
 import msgspec
 from opentelemetry import trace
 
-from llmbus.bus import Bus, BusFailure, BusUnavailable, Delivery, Subscription, is_no_responders
+from llmbus.bus import STOPPING, Bus, BusFailure, BusUnavailable, Delivery, Subscription, is_no_responders
 from llmbus.config import CredentialEntry
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
@@ -186,8 +186,11 @@ class Worker:
         beat = asyncio.create_task(self._heartbeats(emitter))
         try:
             await self._execute(request, emitter)
-        except asyncio.CancelledError:
-            pass
+        except asyncio.CancelledError as cancelled:
+            if cancelled.args == (STOPPING,) and not emitter.closed:
+                # SIGTERM and the drain time is over: the stream ends with an error event
+                # now, rather than at the edge's idle timeout.
+                await _say_stopping(emitter)
         except BusUnavailable:
             log.warning("lost the bus while streaming %s", request.request_id)
         finally:
@@ -447,3 +450,17 @@ def _client_error(exc: UpstreamError, provider: str, credential: str) -> Error:
         provider=provider,
         retry_after=exc.retry_after or 0.0,
     )
+
+
+async def _say_stopping(emitter: Emitter) -> None:
+    try:
+        await emitter.emit(
+            Error(
+                seq=0,
+                status=503,
+                code="worker_stopping",
+                message="the worker stopped before the answer was complete",
+            )
+        )
+    except BusUnavailable:
+        pass

@@ -101,7 +101,14 @@ class AuthTokens:
         try:
             # Auth may be starting or restarting (nobody listening for a moment): asked
             # again with backoff, all within `timeout`.
-            reply = await retry_within(self._timeout, ask, on=BUS_RETRYABLE, wait_initial=0.02, wait_max=0.5)
+            reply = await retry_within(
+                self._timeout,
+                ask,
+                on=BUS_RETRYABLE,
+                wait_initial=0.02,
+                wait_max=0.5,
+                what=f"asking auth for a token of {provider}/{credential}",
+            )
         except RemoteError as exc:
             # Auth's words name the credential and why (a refused refresh), never a token.
             raise CredentialUnavailable(
