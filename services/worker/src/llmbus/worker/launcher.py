@@ -5,7 +5,8 @@ A child that exits while the launcher runs is started again, after a wait that d
 from half a second up to half a minute while it keeps dying young (it resets once a
 child has run for a minute). SIGTERM or SIGINT passes SIGTERM to every child, each
 drains as a single worker does, and the launcher waits for them (then kills what is left
-after `DRAIN_SECONDS`). Children die with the launcher even if it is killed outright.
+after their `LLMBUS_DRAIN_SECONDS` and `DRAIN_MARGIN` more). Children die with the
+launcher even if it is killed outright.
 
 Child k is told apart by its instance name (`<instance>-k`) and, when the family serves
 metrics, by its port (`metrics_port + k`): the first child answers the configured port,
@@ -35,8 +36,9 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 HEALTHY_AFTER = 60.0
 """A child that ran this long before it died is restarted at once (its backoff resets)."""
-DRAIN_SECONDS = 30.0
-"""How long SIGTERM waits for the children to drain before it kills them."""
+DRAIN_MARGIN = 5.0
+"""Beyond a child's own drain time, how long SIGTERM waits for it to exit before killing it
+(closing its bus connection and clients takes a moment too)."""
 
 
 def child_environment(settings: WorkerSettings, index: int, environ: Mapping[str, str]) -> dict[str, str]:
@@ -104,7 +106,7 @@ class _Launcher:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
         try:
-            async with asyncio.timeout(DRAIN_SECONDS):
+            async with asyncio.timeout(self.settings.drain_seconds + DRAIN_MARGIN):
                 for process in running:
                     await process.wait()
         except TimeoutError:
