@@ -93,24 +93,23 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int, ti
     408 when the whole body has not arrived within `timeout` seconds."""
     if _declared_too_large(headers, limit):
         raise _too_large(limit)
-    deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
-    while True:
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+    try:
+        async with asyncio.timeout(timeout):  # one timer for the whole body
+            while True:
                 message = await receive()
-        except TimeoutError:
-            raise _too_slow(timeout) from None
-        if message["type"] != "http.request":
-            raise ClientGone
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if message["type"] != "http.request":
+                    raise ClientGone
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except TimeoutError:
+        raise _too_slow(timeout) from None
 
 
 def limited_receive(headers: Mapping[str, str], receive: Receive, limit: int, timeout: float) -> Receive:

@@ -96,7 +96,6 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     _in_head = True
     _head_bytes = 0
-    _header_count = 0
     request_complete = True
     """Whether the current request has arrived whole (no request yet counts as whole)."""
     lingering = False
@@ -126,15 +125,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self.request_complete = False
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.max_headers:
-            raise _TooManyHeaders
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        # Counted once the head is parsed (it is within max_header_bytes already), so no
+        # request pays a call per header for the limit.
+        if len(self.headers) > self.max_headers:
+            raise _TooManyHeaders
         self._in_head = False
         super().on_headers_complete()
 
