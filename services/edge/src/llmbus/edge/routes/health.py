@@ -3,8 +3,9 @@
 `/healthz`: the edge process answers. `/readyz`: a request could be served now: the bus
 is connected, a router answers, and it knows a live worker for at least one provider.
 Otherwise a 503 whose JSON body says what is missing (`missing`: `bus`, `router`,
-`worker`, or `provider` when every provider is off or without credentials). The router's answer is kept for about a second, so a load balancer polling
-often asks the routers at most once a second per edge."""
+`worker`, or `provider` when every provider is off or without credentials). The
+router's answer is kept for about a second, so a load balancer polling often asks the
+routers at most once a second per edge."""
 
 from __future__ import annotations
 
