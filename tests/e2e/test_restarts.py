@@ -76,12 +76,10 @@ async def test_the_gateway_recovers_when_nats_comes_back(
     own_stack.processes["nats"] = start_nats(
         own_stack.ports.nats, own_stack.log_dir, users=own_stack.bus_users
     )
-    for _ in range(100):
-        if await _answers(own_client):
-            break
+    back = time.monotonic()
+    while not await _answers(own_client):
+        assert time.monotonic() - back < 5, "the gateway did not recover within 5 s of NATS coming back"
         await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the gateway did not recover within 10 s of NATS coming back")
 
 
 async def test_keys_seen_before_keep_working_while_redis_is_down(

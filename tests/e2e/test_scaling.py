@@ -66,6 +66,8 @@ def scaled(logs_dir: Path, config_file: Path) -> Iterator[Scaled]:
             "LLMBUS_ACCEPT_TIMEOUT": "2",
             "LLMBUS_TOKEN_KEY": TOKEN_KEY,
             "LLMBUS_DRAIN_SECONDS": "20",
+            "LLMBUS_IDLE_TIMEOUT": "3",
+            "LLMBUS_HEARTBEAT_INTERVAL": "0.5",
         },
         workers={"openai": 3},
         replicas=2,
@@ -191,5 +193,27 @@ async def test_a_router_killed_under_load_costs_no_hang_and_the_other_serves_on(
     until.set()
     await asyncio.gather(*load)
     assert set(outcomes.counts) <= {"ok", "error 503"}, outcomes.counts
+    assert set(outcomes.after) == {"ok"}, outcomes.after
+    assert outcomes.after["ok"] > 10, outcomes.after
+
+
+async def test_a_worker_killed_under_load_ends_its_streams_cleanly_and_the_others_serve_on(
+    scaled: Scaled, clients: list[openai.AsyncOpenAI]
+) -> None:
+    until, outcomes = asyncio.Event(), Outcomes()
+    load = [asyncio.create_task(_load(clients, until, outcomes, slow=i < 6)) for i in range(12)]
+    await asyncio.sleep(1.5)
+    scaled.stack.processes["worker-openai-2"].signal(signal.SIGKILL)
+    # Its streams end with an error event once the edge has heard nothing for its idle
+    # timeout; whatever is sent after that goes to the workers still alive.
+    await asyncio.sleep(0.5)
+    outcomes.mark()
+    await asyncio.sleep(3)
+    until.set()
+    await asyncio.gather(*load)
+    # The requests it held: a stream ends with an error event, a whole answer with a 504,
+    # one handed to it as it died (never accepted) with a 503.
+    cut = {o for o in outcomes.counts if o.startswith(("error mid-stream", "error 504", "error 503"))}
+    assert set(outcomes.counts) - cut == {"ok"}, outcomes.counts
     assert set(outcomes.after) == {"ok"}, outcomes.after
     assert outcomes.after["ok"] > 10, outcomes.after
