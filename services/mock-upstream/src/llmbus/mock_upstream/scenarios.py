@@ -34,6 +34,9 @@ class Scenario(enum.StrEnum):
     """A normal answer, with a pause (at least 0.5 s) before every chunk."""
     SLOW_START = "slow-start"
     """A normal answer after a silence of `slow_start_seconds`."""
+    TRICKLE = "trickle"
+    """A normal answer, streamed one character a chunk with `trickle_interval_ms` between
+    chunks: never silent for long, but long to finish (a deadline must end it)."""
     PARALLEL_TOOLS = "parallel-tools"
     """Call two tools at once (the first two offered, or the one offered twice)."""
     LENGTH = "length"

@@ -152,8 +152,9 @@ async def serve(state: MockState, dialect: Dialect, request: Request, prompt_che
     try:
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
-        if scenario is Scenario.HANG:
-            await asyncio.sleep(settings.hang_seconds)
+        if scenario is Scenario.HANG and await _left_within(request, settings.hang_seconds):
+            record["outcome"] = "aborted"
+            return Response(status_code=499)
         if scenario is Scenario.SLOW_START:
             await asyncio.sleep(settings.slow_start_seconds)
     except asyncio.CancelledError:
@@ -178,6 +179,25 @@ async def serve(state: MockState, dialect: Dialect, request: Request, prompt_che
             gzip.compress(data), media_type="application/json", headers={"content-encoding": "gzip"}
         )
     return Response(data, media_type="application/json")
+
+
+async def _left_within(request: Request, seconds: float) -> bool:
+    """Wait `seconds`, or less if the client closes the connection: whether it did (a
+    plain handler is not cancelled when its client goes away, so the `hang` scenario
+    watches for it, to record the call as aborted)."""
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait_for(asyncio.shield(watcher), seconds)
+    except TimeoutError:
+        return False
+    finally:
+        watcher.cancel()
+    return True
 
 
 async def _stream(
@@ -207,9 +227,12 @@ async def _frames(
     dialect: Dialect, answer: Answer, prompt: Prompt, scenario: Scenario, settings: MockSettings
 ) -> AsyncIterator[bytes]:
     delay = settings.chunk_delay_ms / 1000
+    chunks = settings.chunks
     if scenario is Scenario.SLOW:
         delay = max(delay, 0.5)
-    frames = dialect.frames(answer, prompt, settings.chunks)
+    elif scenario is Scenario.TRICKLE:
+        delay, chunks = settings.trickle_interval_ms / 1000, max(chunks, len(answer.text))
+    frames = dialect.frames(answer, prompt, chunks)
     if scenario in FAILING_MIDSTREAM:
         frames = frames[: max(2, len(frames) // 2)]
     for index, frame in enumerate(frames):

@@ -25,6 +25,8 @@ class MockSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The Retry-After of the `error-429` scenario."""
     slow_start_seconds: float = 2.0
     """How long the `slow-start` scenario waits before its first byte."""
+    trickle_interval_ms: int = 1000
+    """The pause between two chunks of the `trickle` scenario."""
     copilot_token_seconds: int = 1800
     """Lifetime of the Copilot tokens the mock issues (GitHub's last 30 minutes); a few
     seconds let tests watch a gateway re-mint them."""
