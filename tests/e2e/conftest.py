@@ -70,6 +70,7 @@ def stack(
             "LLMBUS_PROVIDERS": ",".join(
                 [
                     *("openai", "flaky", "spare", "broken", "local"),
+                    *("fo-keys", "fo-first", "fo-second", "fo-budget", "dl-quick", "dl-open"),
                     *("claude", "gemini", "copilot", "kiro", "copilot-login", "kiro-login"),
                 ]
             ),

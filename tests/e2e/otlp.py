@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -19,6 +19,19 @@ class CollectedSpan:
     span_id: str
     parent_id: str
     kind: int
+    attributes: dict[str, object] = field(default_factory=dict, compare=False)
+    """The span's attributes, as plain values."""
+    events: list[tuple[str, dict[str, object]]] = field(default_factory=list, compare=False)
+    """Its events: name and attributes."""
+
+
+def _plain(attributes: object) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for attribute in attributes:  # type: ignore[attr-defined]
+        value = attribute.value
+        kind = value.WhichOneof("value")
+        out[attribute.key] = getattr(value, kind) if kind else None
+    return out
 
 
 class OtlpReceiver:
@@ -51,6 +64,8 @@ class OtlpReceiver:
                                     span.span_id.hex(),
                                     span.parent_span_id.hex(),
                                     span.kind,
+                                    _plain(span.attributes),
+                                    [(e.name, _plain(e.attributes)) for e in span.events],
                                 )
                             )
                 with receiver._lock:
