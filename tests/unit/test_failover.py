@@ -14,13 +14,14 @@ import httpx2
 import msgspec
 import pytest
 
-from llmbus.api import InvalidRequest
-from llmbus.bus import Delivery
+from llmbus.api import GatewayTimeout, InvalidRequest
+from llmbus.bus import Delivery, Inbox
 from llmbus.config import ConfigError, parse_config
-from llmbus.edge.calls import SDK_TIMEOUT_MARGIN, client_timeouts
+from llmbus.edge.calls import DEADLINE_GRACE, SDK_TIMEOUT_MARGIN, Call, client_timeouts
 from llmbus.proto import (
     EVENTS,
     EXEC,
+    ROUTE,
     AnyEvent,
     Client,
     Delta,
@@ -29,6 +30,7 @@ from llmbus.proto import (
     ExecRequest,
     Heartbeat,
     Needs,
+    RouteRequest,
     Started,
     Target,
     chat_codec,
@@ -42,6 +44,7 @@ from llmbus.providers.errors import (
     UpstreamTimeout,
 )
 from llmbus.providers.http import HttpClient
+from llmbus.router.handlers import Router
 from llmbus.routing import Catalog, LiveState, RateLimited, Selector, plan
 from llmbus.testing import InMemoryBus
 from llmbus.worker.handlers import MIN_ATTEMPT_SECONDS, Worker, next_steps
@@ -487,3 +490,104 @@ def test_a_timeout_header_that_is_not_seconds_is_a_400(value: str) -> None:
         client_timeouts({"x-llmbus-timeout": value}, True, 600, 300)
     assert caught.value.status == 400
     assert caught.value.code == "invalid_timeout"
+
+
+# --- the router's exec request ---------------------------------------------------------------
+
+ROUTER_CONFIG = """
+routing: {max_attempts: 2}
+providers:
+  alpha:
+    endpoint: http://alpha/v1
+    api_keys: [ka1, ka2, ka3]
+    models: [{name: shared, fallback: spare}]
+  beta:
+    endpoint: http://beta/v1
+    api_key: kb
+    models: [spare]
+"""
+
+
+async def test_the_router_sends_a_plan_within_the_budget_with_the_deadlines_and_the_estimate() -> None:
+    bus = InMemoryBus()
+    router_bus, worker_bus = bus.peer(), bus.peer()
+    router = Router(router_bus, parse_config(ROUTER_CONFIG, "cfg.yaml", environ={}))
+    await router_bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
+    received: list[ExecRequest] = []
+
+    async def on_exec(request: ExecRequest, _: Delivery) -> None:
+        received.append(request)
+
+    await worker_bus.subscribe(EXEC, on_exec, subject=EXEC.subject(provider="alpha"))
+    now = int(time.time() * 1000)
+    route = RouteRequest(
+        request_id="r1",
+        model="shared",
+        reply=bus.new_inbox(),
+        deadline=now + 30_000,
+        first_byte_deadline=now + 10_000,
+        client=Client(id="c"),
+        body=msgspec.Raw(chat_codec.encode(CHAT)),
+        tokens=1234,
+    )
+    try:
+        await bus.publish(ROUTE, route)
+        await bus.settle()
+        [request] = received
+        steps = [request.target, *request.plan]
+        assert [(t.provider, t.upstream_model) for t in steps] == [("alpha", "shared"), ("beta", "spare")], (
+            "two attempts: one of alpha's three keys, then the fallback's last place"
+        )
+        assert (request.deadline, request.first_byte_deadline) == (now + 30_000, now + 10_000)
+        assert request.tokens == 1234, "the estimate reaches the worker's TPM limits"
+    finally:
+        await router_bus.drain()
+        await worker_bus.drain()
+
+
+# --- the edge's own backstop -------------------------------------------------------------------
+
+
+async def test_the_edge_ends_a_request_whose_answer_never_starts_at_its_first_byte_deadline() -> None:
+    """A worker that has the request (heartbeats) but never starts the answer: the edge
+    answers 504 shortly after the first-byte deadline, long before the total."""
+    bus = InMemoryBus()
+    edge_bus, worker_bus = bus.peer(), bus.peer()
+    beating: list[asyncio.Task[None]] = []
+
+    async def on_route(request: RouteRequest, _: Delivery) -> None:
+        async def beat() -> None:
+            seq = 0
+            while True:
+                await worker_bus.publish_raw(request.reply, EVENTS.encode(Heartbeat(seq=seq)))
+                seq += 1
+                await asyncio.sleep(0.05)
+
+        beating.append(asyncio.create_task(beat()))
+
+    await worker_bus.subscribe(ROUTE, on_route)
+    inbox = Inbox(edge_bus)
+    await inbox.start()
+    call = Call(
+        edge_bus,
+        inbox,
+        CHAT,
+        Client(id="c"),
+        accept_timeout=1,
+        idle_timeout=1,
+        request_timeout=30,
+        first_byte_timeout=0.3,
+    )
+    began = time.monotonic()
+    try:
+        await call.start()
+        with pytest.raises(GatewayTimeout) as caught:
+            await call.next()
+        assert caught.value.code == "first_byte_timeout"
+        assert time.monotonic() - began < 0.3 + DEADLINE_GRACE + 1
+    finally:
+        for task in beating:
+            task.cancel()
+        await call.close()
+        await edge_bus.drain()
+        await worker_bus.drain()
