@@ -24,6 +24,7 @@ from llmbus.proto import (
     ROUTE,
     AnyEvent,
     Client,
+    Cooldown,
     Delta,
     Done,
     Error,
@@ -307,6 +308,25 @@ async def test_a_429_fails_over_past_the_same_credential_to_the_next_provider(ma
     assert rig.upstream.hosts() == ["alpha", "beta"]
     assert [(e.target, e.attempt) for e in rig.execs] == [(ALPHA, 1), (BETA, 2)]
     assert isinstance(rig.answer()[-1], Done)
+
+
+async def test_a_step_that_rests_since_the_plan_was_made_is_skipped(made: list[_Rig]) -> None:
+    """Another worker's 401 on beta was announced after the router made this plan."""
+    rig = _Rig(
+        {"alpha": lambda _: _error(500, "boom"), "beta": lambda _: httpx2.Response(200, content=HELLO)}
+    )
+    made.append(rig)
+    await rig.start()
+    rig.worker.rests.note(
+        Cooldown(provider="beta", credential="key-1", until=time.time() + 60, reason="refused", status=401)
+    )
+    await rig.send(ALPHA, (BETA,))
+    async with asyncio.timeout(5):
+        await rig.ended.wait()
+    assert rig.upstream.hosts() == ["alpha"], "beta rests: not tried"
+    [error] = rig.answer()
+    assert isinstance(error, Error)
+    assert error.status == 502
 
 
 # --- the plan: pools, fallbacks, the retry budget ------------------------------------------

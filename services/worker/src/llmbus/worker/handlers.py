@@ -4,8 +4,9 @@ A retryable failure before the first byte (connect error, timeout, 429, 5xx, no 
 token) moves the request to the next target of its plan; after it, the stream ends with
 an error event. The plan is the retry budget (the router sends at most
 `routing.max_attempts` targets); a failover is not started when the request's deadline
-is (nearly) spent, and steps that the failure just rested (the same credential after a
-401 or 403, the same credential and model after a 429) are skipped. Each attempt is one
+is (nearly) spent, and steps that the failure just ruled out (the same credential after
+a token it could not get, the same credential and model after a 429), or that rest after
+any refusal this worker has heard of since the plan was made, are skipped. Each attempt is one
 consumer span of the request's trace, with the target and the outcome as attributes and
 the failover as an event.
 
@@ -334,7 +335,15 @@ class Worker:
             span.set_attribute("llmbus.error", exc.code)
             span.set_attribute("llmbus.outcome", "failed")
             await self._cool_down(provider, target.credential, target.upstream_model, exc)
-            steps = [] if emitter.started else next_steps(request, exc, time.time())
+            now = time.time()
+            steps = [] if emitter.started else next_steps(request, exc, now)
+            # Rests announced since the router made the plan (by this worker's failure just
+            # now, or by another's) rule steps out too.
+            steps = [
+                step
+                for step in steps
+                if not self.rests.resting(step.provider, step.credential, step.upstream_model, now)
+            ]
             if steps:
                 await self._fail_over(request, steps, emitter, exc)
                 return

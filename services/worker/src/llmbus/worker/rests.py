@@ -54,6 +54,16 @@ class Rests:
             ):
                 del self._until[key]
 
+    def resting(self, provider: str, credential: str, model: str, now: float) -> bool:
+        """Whether this worker has heard of a rest of the credential (for that model, or
+        for every model) that is still running at `now`: a failover skips such a step."""
+        if not self._until:
+            return False
+        return any(
+            self._until.get(key, 0.0) > now
+            for key in ((provider, credential, model), (provider, credential, ""))
+        )
+
     def recovered(self, provider: str, credential: str, model: str, started_at: float) -> list[Cooldown]:
         """The rests that a request started at `started_at` (unix seconds), answered by the
         upstream, has just ended; forgotten here, to be announced by the caller."""
