@@ -103,7 +103,8 @@ class Exchange:
 
         async def read() -> None:
             try:
-                self.answer = await reader.read()
+                while chunk := await reader.read(65536):
+                    self.answer += chunk  # kept as it comes: a reset after it loses nothing
             except ConnectionError:
                 pass
 
@@ -159,9 +160,9 @@ async def test_a_chunked_100mb_body_is_refused_without_being_buffered(edge: tupl
         assert exchange.status == 413, exchange.answer[:300]
         assert exchange.json()["error"]["code"] == "body_too_large"
         assert exchange.header(b"connection") == b"close"
-        # Refused at the limit: what got out is the limit plus what the sockets' buffers took.
-        assert exchange.sent < 40 * 1024 * 1024
-    assert _rss_mb(pid) - before < 60  # three 100 MB bodies were not held
+    # Refused at the limit and the rest discarded as it came (for the lingering close's
+    # 2 s, then the connection closed): three 100 MB bodies were never held.
+    assert _rss_mb(pid) - before < 60
 
 
 async def test_a_declared_length_over_the_limit_is_refused_before_the_body(edge: tuple[str, int]) -> None:
@@ -197,6 +198,15 @@ async def test_a_body_that_never_completes_is_408_and_the_connection_freed(
             assert body["error"]["code"] == "body_timeout"
 
 
+async def test_a_head_that_never_completes_is_408(edge: tuple[str, int]) -> None:
+    exchanges = [Exchange(_port(edge)) for _ in range(4)]
+    starts = [b"POST /v1/chat/completions HTTP/1.1\r\nhost: edge\r\nx-api", b"GET /hea", b"", b"G"]
+    await asyncio.gather(*(e.run(start, stall=True) for e, start in zip(exchanges, starts, strict=True)))
+    for exchange in exchanges:
+        assert exchange.status == 408, exchange.answer[:300]
+        assert exchange.json()["error"]["code"] == "request_timeout"
+
+
 async def test_huge_headers_are_refused_while_healthz_answers(edge: tuple[str, int]) -> None:
     huge = b"GET /healthz HTTP/1.1\r\nhost: edge\r\nx-huge: "
     piece = b"a" * (1024 * 1024)
@@ -210,8 +220,7 @@ async def test_huge_headers_are_refused_while_healthz_answers(edge: tuple[str, i
     assert answered == 10
     for attack in attacks:
         # A 431, or the connection reset by the close (the attacker's bytes unread).
-        assert attack.status in (431, 0)
-        assert attack.sent < 40 * 1024 * 1024
+        assert attack.status == 431, attack.answer[:300]
     many = Exchange(_port(edge))
     await many.run(b"GET /healthz HTTP/1.1\r\nhost: edge\r\n" + b"x-a: b\r\n" * 150 + b"\r\n")
     assert many.status == 431

@@ -299,7 +299,13 @@ async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
 @pytest.fixture
 async def server() -> AsyncIterator[int]:
     port = free_port()
+    saved = (
+        HeadLimitedProtocol.max_header_bytes,
+        HeadLimitedProtocol.max_headers,
+        HeadLimitedProtocol.head_timeout,
+    )
     HeadLimitedProtocol.max_header_bytes, HeadLimitedProtocol.max_headers = 16 * 1024, 20
+    HeadLimitedProtocol.head_timeout = 0.5
     config = uvicorn.Config(
         _ok, host="127.0.0.1", port=port, http=PROTOCOL, lifespan="off", log_level="error"
     )
@@ -311,7 +317,11 @@ async def server() -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await task
-        HeadLimitedProtocol.max_header_bytes, HeadLimitedProtocol.max_headers = 64 * 1024, 100
+        (
+            HeadLimitedProtocol.max_header_bytes,
+            HeadLimitedProtocol.max_headers,
+            HeadLimitedProtocol.head_timeout,
+        ) = saved
 
 
 async def _exchange(port: int, head: bytes, pieces: int = 1) -> bytes:
@@ -356,6 +366,17 @@ async def test_a_huge_header_is_refused_without_reading_it_while_others_are_serv
     for answer in await asyncio.gather(*attacks):
         assert answer == b"" or answer.startswith(b"HTTP/1.1 431")
     assert (await _exchange(server, huge[:40_000])).startswith(b"HTTP/1.1 431")
+
+
+async def test_a_head_trickled_or_never_sent_is_408_and_the_connection_closed(server: int) -> None:
+    for start in (b"GET /healthz HTTP/1.1\r\nhost: ed", b""):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server)
+        writer.write(start)
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # the end: the edge closed it
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
 
 
 async def test_more_header_fields_than_allowed_is_431(server: int) -> None:

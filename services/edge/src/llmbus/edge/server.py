@@ -33,7 +33,7 @@ refusal instead of a reset (the lingering close of nginx and Apache)."""
 PROTOCOL = "llmbus.edge.server:HeadLimitedProtocol"
 
 HEADS_REFUSED = Counter(
-    "llmbus_edge_heads_refused_total", "Request heads refused for their size or header count", ["limit"]
+    "llmbus_edge_heads_refused_total", "Request heads refused for their size, header count or time", ["limit"]
 )
 
 
@@ -93,7 +93,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     max_header_bytes: ClassVar[int] = _DEFAULTS.max_header_bytes
     max_headers: ClassVar[int] = _DEFAULTS.max_headers
+    head_timeout: ClassVar[float] = _DEFAULTS.body_timeout
+    """Seconds from a connection's first byte (or its opening) to the end of a request
+    head: a head trickled byte by byte, or a connection that sends nothing, is answered
+    408 and closed."""
 
+    _head_timer: asyncio.TimerHandle | None = None
     _in_head = True
     _head_bytes = 0
     request_complete = True
@@ -105,16 +110,25 @@ class HeadLimitedProtocol(HttpToolsProtocol):
     def configure(cls, settings: EdgeSettings) -> None:
         cls.max_header_bytes = settings.max_header_bytes
         cls.max_headers = settings.max_headers
+        cls.head_timeout = settings.body_timeout
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._lingering = _LingeringTransport(cast(asyncio.Transport, transport), self)
         super().connection_made(self._lingering)  # type: ignore[arg-type]
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lingering is not None:
             self._lingering.lost()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
         super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, "head_timeout", "request_timeout", b"The request head did not arrive in time.")
 
     def eof_received(self) -> None:
         if self.lingering and self._lingering is not None:
@@ -125,6 +139,9 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self.request_complete = False
         self._in_head = True
         self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def on_headers_complete(self) -> None:
         # Counted once the head is parsed (it is within max_header_bytes already), so no
@@ -132,6 +149,9 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if len(self.headers) > self.max_headers:
             raise _TooManyHeaders
         self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -159,7 +179,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             if part and not self._feed(part):
                 return
             if self._in_head:
-                self._refuse("header_bytes", b"The request head is larger than the gateway accepts.")
+                self._refuse(
+                    431,
+                    "header_bytes",
+                    "request_header_too_large",
+                    b"The request head is larger than the gateway accepts.",
+                )
                 return
 
     def _feed(self, data: bytes) -> bool:
@@ -170,7 +195,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _TooManyHeaders):
-                self._refuse("header_count", b"The request has more header fields than the gateway accepts.")
+                self._refuse(
+                    431,
+                    "header_count",
+                    "request_header_too_large",
+                    b"The request has more header fields than the gateway accepts.",
+                )
                 return False
             msg = "Invalid HTTP request received."
             self.logger.warning(msg)
@@ -184,19 +214,22 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             return False
         return not self.transport.is_closing()
 
-    def _refuse(self, limit: str, message: bytes) -> None:
+    def _refuse(self, status: int, limit: str, code: str, message: bytes) -> None:
+        """A refused head: a JSON error in OpenAI's shape (the path, which would choose
+        the dialect, may not have been read), then the connection closed."""
         self._in_head = False
-        """431 with a JSON error in OpenAI's shape (the path, which would choose the
-        dialect, may not have been read), then the connection closed."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         HEADS_REFUSED.labels(limit).inc()
-        body = (
-            b'{"error":{"message":"%s","type":"invalid_request_error","param":null,'
-            b'"code":"request_header_too_large"}}' % message
+        body = b'{"error":{"message":"%s","type":"invalid_request_error","param":null,"code":"%s"}}' % (
+            message,
+            code.encode(),
         )
         self.transport.write(
             b"".join(
                 [
-                    STATUS_LINE[431],
+                    STATUS_LINE[status],
                     b"content-type: application/json\r\n",
                     b"content-length: %d\r\n" % len(body),
                     b"connection: close\r\n\r\n",

@@ -29,6 +29,9 @@ class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
     first_byte_timeout: float = 300.0
     """Seconds within which an answer must have started, failover included (each upstream
     call has its own, shorter bound: the providers' `timeouts.first_byte_seconds`)."""
+    drain_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    """After SIGTERM: how long the answers in flight may run on before each ends with a
+    `gateway_stopping` error (an error event in a stream); no new connection is taken."""
     key_cache_ttl: float = 30.0
     usage_flush_interval: float = 1.0
     """Seconds between two reports of counted usage to auth (see `usage.UsageBatcher`)."""
@@ -40,7 +43,8 @@ class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
     read, a chunked body as soon as its bytes pass it (413)."""
     body_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     """Seconds a client has to send its whole body (one that stalls, or a Content-Length
-    longer than what it sends, gets a 408 and the connection is closed)."""
+    longer than what it sends, gets a 408 and the connection is closed), and its request
+    head (408 too)."""
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     """The largest request head (request line and headers): 431 and the connection closed."""
     max_headers: Annotated[int, msgspec.Meta(ge=8)] = 100
