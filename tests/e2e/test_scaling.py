@@ -217,3 +217,50 @@ async def test_a_worker_killed_under_load_ends_its_streams_cleanly_and_the_other
     assert set(outcomes.counts) - cut == {"ok"}, outcomes.counts
     assert set(outcomes.after) == {"ok"}, outcomes.after
     assert outcomes.after["ok"] > 10, outcomes.after
+
+
+async def _trickled(client: openai.AsyncOpenAI, started: asyncio.Event) -> str:
+    """A stream that takes half a minute: what it ended with."""
+    try:
+        async with await client.chat.completions.create(
+            model="trickle", messages=USER, stream=True
+        ) as chunks:
+            async for _ in chunks:
+                started.set()
+    except openai.APIError as exc:
+        return f"error event: {exc.message}"
+    return "finished"
+
+
+async def test_an_edge_told_to_stop_finishes_short_answers_and_ends_long_streams_with_an_error(
+    scaled: Scaled,
+) -> None:
+    stack = scaled.stack
+    port = free_port()
+    edge = stack.start_service(
+        "edge-3", "edge", {"LLMBUS_PORT": str(port), "LLMBUS_HOST": "127.0.0.1", "LLMBUS_DRAIN_SECONDS": "4"}
+    )
+    try:
+        await asyncio.to_thread(stack.wait_ready, "edge-3")
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30
+        ) as client:
+            started = [asyncio.Event() for _ in range(4)]
+            long = [asyncio.create_task(_trickled(client, event)) for event in started]
+            for event in started:
+                await asyncio.wait_for(event.wait(), 10)
+            short = [asyncio.create_task(_one(client, "slow-start", stream=i % 2 == 0)) for i in range(4)]
+            await asyncio.sleep(0.3)
+            edge.signal(signal.SIGTERM)
+            told = time.monotonic()
+            assert await asyncio.gather(*short) == ["ok"] * 4, "answers that fit in the drain time finish"
+            ended = await asyncio.gather(*long)
+            assert all("restarting" in outcome for outcome in ended), ended
+            assert time.monotonic() - told < 8, "the long streams end at the drain time, not later"
+        assert edge.popen is not None
+        # uvicorn ends by re-raising the signal it caught, as a process without handlers would.
+        assert await asyncio.to_thread(edge.popen.wait, 10) in (0, -signal.SIGTERM)
+        assert "Traceback" not in edge.log_text()
+    finally:
+        edge.stop()
+        stack.processes.pop("edge-3", None)

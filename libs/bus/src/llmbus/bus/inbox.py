@@ -98,5 +98,13 @@ class Inbox:
         finally:
             self._streams.pop(token, None)
 
+    def interrupt(self, frame: Delivery) -> int:
+        """Hand `frame` to every open stream (a service that stops tells its readers
+        so); returns how many there were."""
+        streams = list(self._streams.values())
+        for stream in streams:
+            stream.put_nowait(frame)
+        return len(streams)
+
     def __len__(self) -> int:
         return len(self._streams)

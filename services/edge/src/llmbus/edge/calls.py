@@ -30,6 +30,7 @@ from llmbus.api import (
     error_from_status,
 )
 from llmbus.bus import Bus, BusFailure, Delivery, Inbox, StreamInbox, is_no_responders
+from llmbus.edge.drain import is_stopping
 from llmbus.edge.quota import Reservation
 from llmbus.edge.usage import UsageBatcher
 from llmbus.proto import (
@@ -187,6 +188,11 @@ class Call:
 
     def _take(self, msg: Delivery) -> AnyEvent | None:
         """The frame's event, None for a heartbeat; raises ApiError for a broken stream."""
+        if not msg.data and is_stopping(msg):
+            raise Unavailable(
+                "this gateway instance is restarting and could not finish the answer: send the request again",
+                code="gateway_stopping",
+            )
         if is_no_responders(msg):
             raise Unavailable(
                 f"no llmbus worker is available to serve `{self.chat.model}` (router or worker down)",

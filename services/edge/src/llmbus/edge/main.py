@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
@@ -16,6 +17,7 @@ from llmbus.config import Config, ConfigError, ConfigWatcher, load_config
 from llmbus.config.guard import UnsafeSettings, refuse_unsafe
 from llmbus.edge.app import create_app
 from llmbus.edge.context import EdgeContext
+from llmbus.edge.drain import EdgeDrain
 from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
@@ -37,6 +39,7 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
     stack.push_async_callback(bus.drain)
     inbox = Inbox(bus)
     await inbox.start()
+    EdgeDrain(inbox, settings.drain_seconds).install()
     keys = KeyCache(bus, settings.key_cache_ttl)
     keys.set_config_keys([(k.key, k.name) for k in config.client_keys()])
     await keys.start()
@@ -106,7 +109,8 @@ def main() -> int:
         "lifespan": "on",
         "log_level": "warning",
         "access_log": False,
-        "timeout_graceful_shutdown": 10,
+        # The edge's own drain ends what is still running first (llmbus.edge.drain).
+        "timeout_graceful_shutdown": math.ceil(settings.drain_seconds) + 2,
     }
     if settings.processes > 1:
         # uvicorn's supervisor: the socket bound here, one process per worker, each
