@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from llmbus.api import ApiError, InvalidRequest, NotFound
+from llmbus.api import ApiError, InvalidRequest, NotFound, anthropic_error_body, openai_error_body
 from llmbus.api.anthropic_wire import CountTokensRequest, MessagesRequest
 from llmbus.api.errors import error_from_status
 from llmbus.api.openai_wire import ChatCompletionRequest
@@ -32,10 +32,21 @@ log = logging.getLogger(__name__)
 ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]]
 
 
+ERROR_BODIES: list[tuple[str, Callable[[ApiError], bytes]]] = [("/v1/messages", anthropic_error_body)]
+"""Paths whose errors are written in another client API's format than OpenAI's (a
+path prefix, the body's encoder); every other path answers in OpenAI's."""
+
+
+def error_body_for(path: str) -> Callable[[ApiError], bytes]:
+    for prefix, encode in ERROR_BODIES:
+        if path.startswith(prefix):
+            return encode
+    return openai_error_body
+
+
 def _error_response(request: Request, error: ApiError) -> Response:
-    """The error in the dialect of the path: Anthropic's body under `/v1/messages`,
-    OpenAI's everywhere else."""
-    body, headers = error_payload(error, anthropic=request.url.path.startswith("/v1/messages"))
+    """The error in the client API of the path (`ERROR_BODIES`)."""
+    body, headers = error_payload(error, error_body_for(request.url.path))
     response = Response(body, status_code=error.status, media_type="application/json")
     response.raw_headers[:0] = [*headers, *refusal_headers(error)]
     return response

@@ -13,13 +13,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
-from llmbus.api import ApiError, anthropic_error_body, openai_error_body
+from llmbus.api import ApiError
 from llmbus.edge.calls import Call
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.deps import authenticate
@@ -46,9 +46,11 @@ _DIALECTS: dict[str, Dialect] = {chat.PATH: chat.ChatCompletions(), messages.PAT
 _JSON = (b"content-type", b"application/json")
 
 
-def error_payload(error: ApiError, anthropic: bool) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """An error's body in Anthropic's or OpenAI's format, and its extra headers."""
-    body = anthropic_error_body(error) if anthropic else openai_error_body(error)
+def error_payload(
+    error: ApiError, encode: Callable[[ApiError], bytes]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """An error's body in a client API's format (`encode`), and its extra headers."""
+    body = encode(error)
     headers = [(b"retry-after", b"%d" % max(1, math.ceil(error.retry_after)))] if error.retry_after else []
     return body, headers
 
@@ -161,7 +163,7 @@ async def _serve(
             if progress.responded:
                 raise
             record_status(span, exc.status)
-            body, extra = error_payload(exc, dialect.anthropic)
+            body, extra = error_payload(exc, dialect.error_body)
             await _respond(send, exc.status, body, [*extra, *refusal_headers(exc), _JSON])
         except (ClientGone, BodyClientGone):
             return
@@ -171,7 +173,7 @@ async def _serve(
             log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
             record_status(span, 500)
             error = ApiError("The server had an error while processing your request.")
-            body, extra = error_payload(error, dialect.anthropic)
+            body, extra = error_payload(error, dialect.error_body)
             await _respond(send, 500, body, [*extra, _JSON])
 
 

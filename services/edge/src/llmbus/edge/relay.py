@@ -59,8 +59,10 @@ class Dialect(Protocol):
     and the prefix of its answers' ids (`chatcmpl-`, `msg_`)."""
 
     id_prefix: str
-    anthropic: bool
-    """Errors in Anthropic's body (else OpenAI's)."""
+
+    def error_body(self, error: ApiError) -> bytes:
+        """An error answered before the stream began, in the client API's own body."""
+        ...
 
     def decode(self, body: bytes) -> ChatRequest: ...
 

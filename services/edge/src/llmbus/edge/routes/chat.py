@@ -21,7 +21,10 @@ class ChatCompletions:
     """The OpenAI dialect of the relay."""
 
     id_prefix = "chatcmpl-"
-    anthropic = False
+
+    @staticmethod
+    def error_body(error: ApiError) -> bytes:
+        return openai_error_body(error)
 
     @staticmethod
     def decode(body: bytes) -> ChatRequest:

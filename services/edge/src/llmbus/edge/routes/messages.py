@@ -13,9 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from llmbus.api import (
+    ApiError,
     MessageBuilder,
     MessageStreamWriter,
     NotFound,
+    anthropic_error_body,
     decode_count_tokens_request,
     decode_messages_request,
     error_from_status,
@@ -39,7 +41,10 @@ class Messages:
     """The Anthropic dialect of the relay: its writer and builder encode as they are."""
 
     id_prefix = "msg_"
-    anthropic = True
+
+    @staticmethod
+    def error_body(error: ApiError) -> bytes:
+        return anthropic_error_body(error)
 
     @staticmethod
     def decode(body: bytes) -> ChatRequest:
