@@ -30,6 +30,7 @@ from llmbus.proto.messages import (
     RouteRequest,
     ServiceHeartbeat,
 )
+from llmbus.proto.responses import ResponseDeleted, ResponseGet, ResponsePut, ResponseRecord, ResponseStored
 
 __all__ = ["MESSAGES", "schema_document"]
 
@@ -52,6 +53,11 @@ MESSAGES: dict[str, Any] = {
     "WorkerStatus": WorkerStatus,
     "RegistryQuery": RegistryQuery,
     "RegistryReply": RegistryReply,
+    "ResponsePut": ResponsePut,
+    "ResponseStored": ResponseStored,
+    "ResponseGet": ResponseGet,
+    "ResponseRecord": ResponseRecord,
+    "ResponseDeleted": ResponseDeleted,
     **{
         name: getattr(auth, name)
         for name in auth.__all__

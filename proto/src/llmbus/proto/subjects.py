@@ -62,6 +62,7 @@ from llmbus.proto.messages import (
     RouteRequest,
     ServiceHeartbeat,
 )
+from llmbus.proto.responses import ResponseDeleted, ResponseGet, ResponsePut, ResponseRecord, ResponseStored
 
 __all__ = [
     "AUTH_COOLDOWN_CLEAR",
@@ -81,6 +82,9 @@ __all__ = [
     "AUTH_PROVIDER_TOGGLE",
     "AUTH_QUOTA_RESERVE",
     "AUTH_QUOTA_SETTLE",
+    "AUTH_RESPONSES_DELETE",
+    "AUTH_RESPONSES_GET",
+    "AUTH_RESPONSES_PUT",
     "AUTH_STATE",
     "AUTH_TOKENS_GET",
     "AUTH_USAGE_EVENTS",
@@ -237,3 +241,17 @@ AUTH_MANAGEMENT_ATTEMPT: Endpoint[ManagementAttempt, ManagementVerdict] = Endpoi
     reply=Codec(ManagementVerdict),
 )
 """Every management call asks first; auth counts failures per source (cluster-wide lockout)."""
+
+# --- issue 10: stored responses of the Responses API ------------------------------------
+
+AUTH_RESPONSES_PUT: Endpoint[ResponsePut, ResponseStored] = Endpoint(
+    "auth.v1.responses.put", Codec(ResponsePut), queue="auth", reply=Codec(ResponseStored)
+)
+AUTH_RESPONSES_GET: Endpoint[ResponseGet, ResponseRecord] = Endpoint(
+    "auth.v1.responses.get", Codec(ResponseGet), queue="auth", reply=Codec(ResponseRecord)
+)
+AUTH_RESPONSES_DELETE: Endpoint[ResponseGet, ResponseDeleted] = Endpoint(
+    "auth.v1.responses.delete", Codec(ResponseGet), queue="auth", reply=Codec(ResponseDeleted)
+)
+"""Responses kept for `previous_response_id` and `GET /v1/responses/{id}`: the edge asks,
+auth answers (`llmbus.proto.responses`)."""

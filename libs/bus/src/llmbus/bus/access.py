@@ -81,6 +81,10 @@ _RULES: Final[Mapping[str, Rule]] = {
     subjects.AUTH_KEYS_USAGE.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_USAGE_EVENTS.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_MANAGEMENT_ATTEMPT.pattern: Rule(EDGE, AUTH),
+    # Stored responses (Responses API): the edge asks, auth answers.
+    subjects.AUTH_RESPONSES_PUT.pattern: Rule(EDGE, AUTH),
+    subjects.AUTH_RESPONSES_GET.pattern: Rule(EDGE, AUTH),
+    subjects.AUTH_RESPONSES_DELETE.pattern: Rule(EDGE, AUTH),
     # Limits: admission at the edge, provider and credential scopes where they are known.
     subjects.AUTH_QUOTA_RESERVE.pattern: Rule(EDGE + ROUTER + WORKER, AUTH),
     subjects.AUTH_QUOTA_SETTLE.pattern: Rule(EDGE + ROUTER + WORKER, AUTH),
