@@ -15,6 +15,7 @@ from llmbus.config.model import (
     ModelEntry,
     ProviderConfig,
     RemoteManagementConfig,
+    ResponsesConfig,
     RoutingConfig,
     Strategy,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "ModelEntry",
     "ProviderConfig",
     "RemoteManagementConfig",
+    "ResponsesConfig",
     "RoutingConfig",
     "ServiceSettings",
     "SettingsError",

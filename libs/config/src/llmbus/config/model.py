@@ -37,6 +37,7 @@ __all__ = [
     "ModelEntry",
     "ProviderConfig",
     "RemoteManagementConfig",
+    "ResponsesConfig",
     "RoutingConfig",
     "Strategy",
     "TimeoutsConfig",
@@ -395,6 +396,19 @@ class RemoteManagementConfig(_Strict, frozen=True, kw_only=True, rename="kebab")
                 raise ValueError(f"`{cidr}` is not a network (expected `10.0.0.0/8` or `fd00::/8`)") from None
 
 
+class ResponsesConfig(_Strict, frozen=True, kw_only=True):
+    """Responses kept for the Responses API's `store` and `previous_response_id`."""
+
+    store: bool = True
+    """False: nothing is kept (`store: true` is a no-op) and a `previous_response_id` is a 400."""
+    ttl_seconds: int = 2592000
+    """How long a stored response is kept (30 days, as OpenAI keeps them)."""
+
+    def __post_init__(self) -> None:
+        if self.ttl_seconds < 1:
+            raise ValueError(f"`ttl_seconds` must be at least 1, got {self.ttl_seconds}")
+
+
 class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     api_keys: list[str | ClientKey] = []
     management_key: str = ""
@@ -406,6 +420,8 @@ class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     excluded_models: list[str] = []
     """Model names no provider serves; `*` is a wildcard."""
     providers: dict[str, ProviderConfig] = {}
+    responses: ResponsesConfig = ResponsesConfig()
+    """The Responses API's stored responses (kept by auth, in Redis)."""
 
     claude_api_key: list[GuideKeyEntry] = []
     gemini_api_key: list[GuideKeyEntry] = []
