@@ -16,6 +16,7 @@ from llmbus.auth.keys import KeyStore, KeyStoreUnavailable
 from llmbus.auth.keys_handlers import KeyHandlers
 from llmbus.auth.lockouts import LockoutStore
 from llmbus.auth.quota import QuotaHandlers, QuotaStore
+from llmbus.auth.responses import ResponseHandlers, ResponseStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
 from llmbus.auth.usage import UsageStore
@@ -93,6 +94,8 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         quotas = QuotaHandlers(bus, QuotaStore(redis))
         await bus.subscribe(AUTH_QUOTA_RESERVE, quotas.reserve, queue=AUTH_QUOTA_RESERVE.queue)
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
+        responses = ResponseHandlers(bus, ResponseStore(redis), config.responses)
+        await responses.subscribe()
 
         current = providers
         await serve_flows(
@@ -113,6 +116,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
             current, current_config = configured_providers(new), new
             handlers.providers = set(current)
             cooldowns.policies = _policies(current)
+            responses.config = new.responses
             await credentials.apply(current)
             try:
                 await _sync_keys(bus, keys, new)
