@@ -1,0 +1,193 @@
+"""OpenAI's legacy completions (`POST /v1/completions`) as a client dialect.
+
+The prompt becomes one user message of the normalized request, so every family serves
+it through its chat API; the answer's text comes back as a `text_completion` (whole) or
+`text_completion` chunks ending with `data: [DONE]` (streamed). What only a raw
+completion model could do is refused with a 400 naming the field: `suffix` (insertion),
+`echo`, `logprobs`, `best_of` and `n` above 1, `logit_bias`, token-id prompts, and a
+list of more than one prompt (send one request per prompt)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import msgspec
+
+from llmbus.api.completions_wire import CompletionRequest
+from llmbus.api.errors import InvalidRequest
+from llmbus.proto import ChatRequest, Delta, Message, Usage
+
+__all__ = ["TextChunkWriter", "TextCompletionBuilder", "decode_completion_request"]
+
+_decoder = msgspec.json.Decoder(CompletionRequest)
+_encode = msgspec.json.Encoder().encode
+_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def _unsupported(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="unsupported_parameter")
+
+
+def decode_completion_request(body: bytes) -> ChatRequest:
+    """Validate a completions body and return the normalized request (the prompt as one
+    user message). Raises InvalidRequest naming the offending field (`param`)."""
+    try:
+        wire = _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _AT_PATH.search(message)
+        param = match.group(1) if match else None
+        if match is not None:
+            message = f"{message[: match.start()]} at `{param}`"
+        raise InvalidRequest(message, param=param, code="invalid_value") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+    if not wire.model:
+        raise InvalidRequest("`model` must not be empty", param="model", code="invalid_value")
+    prompt = _prompt(wire.prompt)
+    if wire.suffix:
+        raise _unsupported(
+            "suffix", "`suffix` (insertion) is not supported: the gateway serves completions with chat models"
+        )
+    if wire.echo:
+        raise _unsupported("echo", "`echo` is not supported: only `false` (the default) is")
+    if wire.logprobs is not None:
+        raise _unsupported("logprobs", "`logprobs` is not supported: only `null` (the default) is")
+    if wire.n not in (None, 1):
+        raise _unsupported("n", "`n` must be 1: the gateway answers one choice per request")
+    if wire.best_of not in (None, 1):
+        raise _unsupported("best_of", "`best_of` must be 1: the gateway answers one choice per request")
+    if wire.logit_bias:
+        raise _unsupported("logit_bias", "`logit_bias` is not supported (token ids differ between providers)")
+    stop = [wire.stop] if isinstance(wire.stop, str) else list(wire.stop or [])
+    return ChatRequest(
+        model=wire.model,
+        messages=[Message(role="user", content=prompt)],
+        stream=bool(wire.stream),
+        include_usage=bool(wire.stream and wire.stream_options and wire.stream_options.include_usage),
+        max_tokens=wire.max_tokens or None,
+        temperature=wire.temperature,
+        top_p=wire.top_p,
+        stop=stop,
+        seed=wire.seed,
+        presence_penalty=wire.presence_penalty,
+        frequency_penalty=wire.frequency_penalty,
+        user=wire.user,
+    )
+
+
+def _prompt(prompt: str | list[object] | None) -> str:
+    """The one text prompt: a string, or a list holding one string."""
+    if prompt is None:
+        raise InvalidRequest("`prompt` is required", param="prompt", code="missing_field")
+    if isinstance(prompt, str):
+        text = prompt
+    else:
+        if not prompt:
+            raise InvalidRequest("`prompt` must not be an empty list", param="prompt", code="invalid_value")
+        if not all(isinstance(item, str) for item in prompt):
+            raise _unsupported(
+                "prompt",
+                "`prompt` must be a string or a list of strings: token ids are not supported",
+            )
+        if len(prompt) > 1:
+            raise _unsupported(
+                "prompt",
+                f"`prompt` holds {len(prompt)} prompts: send one request per prompt "
+                "(the gateway answers one prompt per request)",
+            )
+        text = str(prompt[0])
+    if not text:
+        raise InvalidRequest("`prompt` must not be empty", param="prompt", code="invalid_value")
+    return text
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+class TextChunkWriter:
+    """Reply-stream events as OpenAI `text_completion` SSE chunks."""
+
+    __slots__ = ("_created", "_head", "_id", "_model", "include_usage")
+
+    def __init__(
+        self, completion_id: str, model: str, include_usage: bool, created: int | None = None
+    ) -> None:
+        self._id = completion_id
+        self._model = model
+        self._created = created or int(time.time())
+        self.include_usage = include_usage
+        head = {"id": completion_id, "object": "text_completion", "created": self._created, "model": model}
+        self._head = b"data: " + _encode(head)[:-1] + b',"choices":[{"index":0,"text":'
+
+    def text(self, text: str) -> bytes:
+        return self._head + _encode(text) + b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def finish(self, finish_reason: str) -> bytes:
+        return self._head + b'"","logprobs":null,"finish_reason":' + _encode(finish_reason) + b"}]}\n\n"
+
+    def usage(self, usage: Usage) -> bytes:
+        body = {
+            "id": self._id,
+            "object": "text_completion",
+            "created": self._created,
+            "model": self._model,
+            "choices": [],
+            "usage": _usage(usage),
+        }
+        return b"data: " + _encode(body) + b"\n\n"
+
+    @staticmethod
+    def error(body: bytes) -> bytes:
+        return b"data: " + body + b"\n\n"
+
+    @staticmethod
+    def done() -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+class TextCompletionBuilder:
+    """Collects reply-stream events into one `text_completion`."""
+
+    __slots__ = ("_id", "_model", "_text", "finish_reason", "usage")
+
+    def __init__(self, completion_id: str, model: str) -> None:
+        self._id = completion_id
+        self._model = model
+        self._text: list[str] = []
+        self.usage: Usage | None = None
+        self.finish_reason = "stop"
+
+    def add(self, event: Delta) -> None:
+        if event.text:
+            self._text.append(event.text)
+
+    def build(self) -> bytes:
+        usage = self.usage or Usage(seq=0)
+        return _encode(
+            {
+                "id": self._id,
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": self._model,
+                "choices": [
+                    {
+                        "text": "".join(self._text),
+                        "index": 0,
+                        "logprobs": None,
+                        "finish_reason": self.finish_reason,
+                    }
+                ],
+                "usage": _usage(usage),
+            }
+        )
