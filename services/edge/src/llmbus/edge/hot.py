@@ -34,7 +34,7 @@ from llmbus.edge.relay import (
     relay_stream,
     respond_whole,
 )
-from llmbus.edge.routes import chat, messages
+from llmbus.edge.routes import chat, completions, messages
 from llmbus.edge.tracing import record_status, server_span
 from llmbus.proto import AnyEvent
 
@@ -42,7 +42,11 @@ __all__ = ["EdgeApp", "error_payload"]
 
 log = logging.getLogger("llmbus.edge.app")
 
-_DIALECTS: dict[str, Dialect] = {chat.PATH: chat.ChatCompletions(), messages.PATH: messages.Messages()}
+_DIALECTS: dict[str, Dialect] = {
+    chat.PATH: chat.ChatCompletions(),
+    messages.PATH: messages.Messages(),
+    completions.PATH: completions.Completions(),
+}
 _JSON = (b"content-type", b"application/json")
 
 
