@@ -55,6 +55,7 @@ from llmbus.proto.control import (
     RuntimeStateRequest,
     WorkerStatus,
 )
+from llmbus.proto.embeddings import EmbedRequest
 from llmbus.proto.messages import (
     AnyEvent,
     BusError,
@@ -62,6 +63,7 @@ from llmbus.proto.messages import (
     Client,
     Delta,
     Done,
+    Embeddings,
     Error,
     Event,
     ExecRequest,
@@ -113,6 +115,7 @@ from llmbus.proto.subjects import (
     Endpoint,
     Topic,
     chat_codec,
+    embed_codec,
     error_codec,
 )
 
@@ -171,6 +174,8 @@ __all__ = [
     "DeviceFlowStart",
     "DeviceFlowStatus",
     "Done",
+    "EmbedRequest",
+    "Embeddings",
     "Endpoint",
     "Error",
     "Event",
@@ -221,5 +226,6 @@ __all__ = [
     "UsageRecord",
     "WorkerStatus",
     "chat_codec",
+    "embed_codec",
     "error_codec",
 ]

@@ -9,7 +9,8 @@ Event tree (tagged by `type`, each with a per-request sequence number `seq`)::
     ├── Usage      token counts
     ├── Done       the finish reason; the last event of a good stream
     ├── Error      status, code, message, retryable; the last event of a failed stream
-    └── Heartbeat  the worker is alive but the upstream is silent
+    ├── Heartbeat  the worker is alive but the upstream is silent
+    └── Embeddings the vectors of an embeddings request (before its Usage and Done)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "Client",
     "Delta",
     "Done",
+    "Embeddings",
     "Error",
     "Event",
     "ExecRequest",
@@ -56,6 +58,9 @@ class Needs(Msg, frozen=True, kw_only=True):
     streaming: bool = False
     tools: bool = False
     vision: bool = False
+    embeddings: bool = False
+    """An embeddings request (`body` is an `EmbedRequest`): only models with the
+    `embeddings` capability serve it, and they serve nothing else."""
 
 
 class RouteRequest(Msg, frozen=True, kw_only=True):
@@ -170,6 +175,12 @@ class Heartbeat(Event, tag="heartbeat", frozen=True, kw_only=True):
     pass
 
 
+class Embeddings(Event, tag="embeddings", frozen=True, kw_only=True):
+    """The answer to an embeddings request: one vector per input, in the inputs' order."""
+
+    vectors: list[list[float]]
+
+
 class CancelRequest(Msg, frozen=True, kw_only=True):
     """`llm.v1.cancel.<request id>`: the client went away."""
 
@@ -220,5 +231,5 @@ class ServiceHeartbeat(Msg, frozen=True, kw_only=True):
     providers: list[str] = []
 
 
-AnyEvent = Started | Delta | Usage | Done | Error | Heartbeat
+AnyEvent = Started | Delta | Usage | Done | Error | Heartbeat | Embeddings
 """Every concrete reply-stream event; decode frames as this union and `match` on it."""

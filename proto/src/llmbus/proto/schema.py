@@ -19,6 +19,7 @@ from llmbus.proto.control import (
     RuntimeStateRequest,
     WorkerStatus,
 )
+from llmbus.proto.embeddings import EmbedRequest
 from llmbus.proto.messages import (
     AnyEvent,
     BusError,
@@ -36,6 +37,7 @@ __all__ = ["MESSAGES", "schema_document"]
 
 MESSAGES: dict[str, Any] = {
     "ChatRequest": ChatRequest,
+    "EmbedRequest": EmbedRequest,
     "RouteRequest": RouteRequest,
     "ExecRequest": ExecRequest,
     "Event": AnyEvent,

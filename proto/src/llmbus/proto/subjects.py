@@ -51,6 +51,7 @@ from llmbus.proto.control import (
     RuntimeStateRequest,
     WorkerStatus,
 )
+from llmbus.proto.embeddings import EmbedRequest
 from llmbus.proto.messages import (
     AnyEvent,
     BusError,
@@ -103,6 +104,7 @@ __all__ = [
     "Endpoint",
     "Topic",
     "chat_codec",
+    "embed_codec",
     "error_codec",
 ]
 
@@ -187,6 +189,8 @@ CONTROL_REGISTRY: Endpoint[RegistryQuery, RegistryReply] = Endpoint(
 
 chat_codec: Codec[ChatRequest] = Codec(ChatRequest)
 error_codec: Codec[BusError] = Codec(BusError)
+embed_codec: Codec[EmbedRequest] = Codec(EmbedRequest)
+"""The body of a route request with `needs.embeddings` (forwarded as it is, like a chat's)."""
 
 # --- issue 7: keys at run time, usage, quotas, device flows, credentials, tokens ---------
 
