@@ -119,6 +119,9 @@ class ModelEntry(_Strict, frozen=True, kw_only=True):
     supports_functions: bool | None = None
     supports_streaming: bool | None = None
     supports_vision: bool | None = None
+    supports_embeddings: bool | None = None
+    """An embedding model (served by `/v1/embeddings` only); built-in embedding models
+    (`text-embedding-3-small`, `gemini-embedding-001`, ...) are known as such."""
 
     def aliases(self) -> list[str]:
         return [self.alias] if isinstance(self.alias, str) else list(self.alias)

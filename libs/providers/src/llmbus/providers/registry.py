@@ -52,6 +52,9 @@ class Features(msgspec.Struct, frozen=True, kw_only=True):
     vision: bool = False
     code_generation: bool = False
     multimodal: bool = False
+    embeddings: bool = False
+    """An embedding model (`POST /v1/embeddings`): it serves embeddings and nothing else.
+    Set per model (built-in embedding models, or `supports_embeddings` in the config)."""
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +64,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Context window in tokens; None where the provider does not say."""
     upstream: str | None = None
     """The provider's own id, when it differs from `name`."""
+    embeddings: bool = False
+    """An embedding model rather than a chat model."""
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +76,10 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     auth: AuthType
     endpoint: str
     models: tuple[ModelSpec, ...] = ()
+    """The chat models served when the config lists none."""
+    embedding_models: tuple[ModelSpec, ...] = ()
+    """Embedding models the provider offers: known as such when the config lists them
+    (they are not served unless listed)."""
     features: Features = Features()
     chat_path: str = "/v1/chat/completions"
     """Path of the chat API under an endpoint that carries no version segment."""
@@ -104,6 +113,10 @@ _D, _A, _P = ProviderKind.DIRECT, ProviderKind.AGGREGATOR, ProviderKind.PROPRIET
 _KEY, _OAUTH = AuthType.API_KEY, AuthType.OAUTH_DEVICE_FLOW
 _K = 1_000
 _M = 1_000_000
+
+
+def _embedding_models(*specs: tuple[str, int]) -> tuple[ModelSpec, ...]:
+    return tuple(ModelSpec(name=name, max_tokens=tokens, embeddings=True) for name, tokens in specs)
 
 
 def _features(*, code: bool = False, vision: bool = True, multimodal: bool = False) -> Features:
@@ -194,6 +207,7 @@ _SPECS = (
             ("gemini-2.5-pro", 1 * _M),
             ("gemini-2.5-flash", 1 * _M),
         ),
+        embedding_models=_embedding_models(("gemini-embedding-001", 2 * _K), ("text-embedding-004", 2 * _K)),
         features=_features(multimodal=True),
     ),
     ProviderSpec(
@@ -210,6 +224,11 @@ _SPECS = (
             ("gpt-3.5-turbo", 16 * _K),
             ("gpt-4o", 128 * _K),
             ("gpt-4o-mini", 128 * _K),
+        ),
+        embedding_models=_embedding_models(
+            ("text-embedding-3-small", 8191),
+            ("text-embedding-3-large", 8191),
+            ("text-embedding-ada-002", 8191),
         ),
         features=_features(),
     ),

@@ -178,8 +178,12 @@ def _spec_for(name: str, entry: ProviderConfig) -> ProviderSpec:
     return spec
 
 
+_EMBEDDING_FEATURES = Features(streaming=False, functions=False, vision=False, embeddings=True)
+"""What an embedding model does: embeddings, nothing else."""
+
+
 def _models(spec: ProviderSpec, entry: ProviderConfig, features: Features) -> tuple[ProviderModel, ...]:
-    defaults = {m.name: m for m in spec.models}
+    defaults = {m.name: m for m in (*spec.models, *spec.embedding_models)}
     entries = entry.model_entries() or [
         ModelEntry(name=m.name, upstream=m.upstream, max_tokens=m.max_tokens) for m in spec.models
     ]
@@ -206,6 +210,9 @@ def _models(spec: ProviderSpec, entry: ProviderConfig, features: Features) -> tu
             )
             if value is not None
         }
+        embeds = model.supports_embeddings
+        if embeds is None:
+            embeds = bool(known and known.embeddings)
         out.append(
             ProviderModel(
                 name=model.name,
@@ -213,7 +220,11 @@ def _models(spec: ProviderSpec, entry: ProviderConfig, features: Features) -> tu
                 aliases=tuple(model.aliases()),
                 fallbacks=tuple(model.fallbacks()),
                 max_tokens=model.max_tokens or (known.max_tokens if known else None),
-                features=msgspec.structs.replace(features, **overrides) if overrides else features,
+                features=_EMBEDDING_FEATURES
+                if embeds
+                else msgspec.structs.replace(features, **overrides)
+                if overrides
+                else features,
             )
         )
     return tuple(out)

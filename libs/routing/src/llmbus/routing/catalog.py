@@ -204,6 +204,10 @@ class Catalog:
 
 def _missing(model: ProviderModel, needs: Needs) -> str:
     features = model.features
+    if needs.embeddings != features.embeddings:
+        return "embeddings (it is a chat model)" if needs.embeddings else "chat (it is an embedding model)"
+    if needs.embeddings:
+        return ""
     if needs.streaming and not features.streaming:
         return "streaming"
     if needs.tools and not features.functions:
