@@ -233,6 +233,8 @@ class ErrorDetail(_Wire):
     type: str = msgspec.field(default="", name="@type")
     reason: str | None = None
     """`ErrorInfo`: e.g. `API_KEY_INVALID`."""
+    domain: str | None = None
+    """`ErrorInfo`: who names the reason (`googleapis.com`; `llmbus` for the gateway's)."""
     retry_delay: str | None = None
     """`RetryInfo`: a protobuf Duration in JSON, e.g. `"12s"` or `"29.72s"`."""
 
