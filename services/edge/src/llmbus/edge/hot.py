@@ -34,7 +34,7 @@ from llmbus.edge.relay import (
     relay_stream,
     respond_whole,
 )
-from llmbus.edge.routes import chat, completions, messages
+from llmbus.edge.routes import chat, completions, gemini, messages
 from llmbus.edge.tracing import record_status, server_span
 from llmbus.proto import AnyEvent
 
@@ -70,7 +70,8 @@ class EdgeApp(FastAPI):
         if scope["type"] == "http":
             method = scope["method"]
             if method == "POST":
-                dialect = _DIALECTS.get(scope["path"])
+                # Gemini's paths name the model and method: `/v1beta/models/{model}:…`.
+                dialect = _DIALECTS.get(scope["path"]) or gemini.dialect_for(scope)
                 if dialect is not None:
                     await _serve(self.state.context, self.concurrency, dialect, scope, receive, send)
                     return
