@@ -26,14 +26,14 @@ Context = Annotated[EdgeContext, Depends(_context)]
 
 
 def api_key_of(headers: Mapping[str, str]) -> str | None:
-    """The client key from `Authorization: Bearer …` or `x-api-key` (header names in
-    lower case)."""
+    """The client key from `Authorization: Bearer …`, `x-api-key` or (Gemini's)
+    `x-goog-api-key` (header names in lower case)."""
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return headers.get("x-api-key") or None
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
 
 
 async def authenticate(context: EdgeContext, headers: Mapping[str, str]) -> Caller:
@@ -41,7 +41,8 @@ async def authenticate(context: EdgeContext, headers: Mapping[str, str]) -> Call
     key = api_key_of(headers)
     if not key:
         raise AuthenticationFailed(
-            "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+            "You didn't provide an API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` "
+            "or `x-goog-api-key: <key>`.",
             code="missing_api_key",
         )
     return await context.keys.verify(key)
