@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from llmbus.bus import Bus, BusUnavailable, Delivery, NatsBus, connect
+from llmbus.bus import Bus, BusUnavailable, Delivery, NatsBus, NoResponders, connect, retry_within
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     AUTH_KEY_VERIFY,
@@ -130,7 +130,14 @@ async def test_services_answer_each_other_through_their_own_inboxes(server: str,
     try:
         await auth.subscribe(AUTH_KEY_VERIFY, verify, queue="permissions-test")
         await auth.flush()
-        reply = await edge.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="h"), timeout=2)
+        # A server under load may take a moment to see a queue subscription its client
+        # has flushed (nats-server#2876): the services ride that out with the one retry
+        # policy, and so does this test.
+        reply = await retry_within(
+            5,
+            lambda _: edge.request(AUTH_KEY_VERIFY, KeyVerifyRequest(key_hash="h"), timeout=2),
+            on=NoResponders,
+        )
     finally:
         await edge.drain()
         await auth.drain()

@@ -118,7 +118,8 @@ class Stack:
             for process in self.processes.values():
                 url = process.env.get("_HEALTH_URL")
                 if url:
-                    wait_for_http(url, process=process)
+                    # Generous: a machine busy with other work starts services slowly.
+                    wait_for_http(url, timeout=90, process=process)
         except BaseException:
             self.stop()
             raise
