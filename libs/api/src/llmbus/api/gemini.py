@@ -657,6 +657,12 @@ def _arguments(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class _AnswerCall(FunctionCall, kw_only=True):
+    """A call in an answer: `args` always written (`{}` for none), as Gemini does."""
+
+    args: dict[str, Any]
+
+
 class _Calls:
     """Tool calls gathered from their fragments, by index, in the order they began."""
 
@@ -684,7 +690,7 @@ class _Calls:
     def parts(self) -> list[Part]:
         return [
             Part(
-                function_call=FunctionCall(id=entry[0], name=entry[1], args=_arguments("".join(entry[3:]))),
+                function_call=_AnswerCall(id=entry[0], name=entry[1], args=_arguments("".join(entry[3:]))),
                 thought_signature=entry[2] or None,
             )
             for entry in self._calls.values()
