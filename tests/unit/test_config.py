@@ -13,7 +13,11 @@ def test_example_config_parses_with_its_defaults() -> None:
     assert [k.key for k in config.client_keys()] == ["sk-llmbus-dev"]
     openai = config.providers["openai"]
     assert openai.endpoint == "https://api.openai.com"
-    assert [m.name for m in openai.model_entries()] == ["gpt-4o-mini", "gpt-4-turbo"]
+    assert [m.name for m in openai.model_entries()] == [
+        "gpt-4o-mini",
+        "gpt-4-turbo",
+        "text-embedding-3-small",
+    ]
 
 
 def test_env_references_are_replaced_and_defaults_apply() -> None:

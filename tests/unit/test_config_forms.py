@@ -801,6 +801,7 @@ def test_the_shipped_example_parses_without_any_environment() -> None:
     assert {m.name: m.upstream for m in openai.models} == {
         "gpt-4o-mini": "gpt-4o-mini",
         "gpt-4-turbo": "gpt-4-turbo-preview",
+        "text-embedding-3-small": "text-embedding-3-small",
         "gpt-4": "gpt-4-0613",
     }
     local = providers["local-llm"]

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmbus.mock_upstream import embeddings
 from llmbus.mock_upstream.scenarios import Scenario
 from llmbus.mock_upstream.script import Answer, Prompt, ToolSpec, split, tokens
 from llmbus.mock_upstream.serve import MockState, Reply, json_response, serve
@@ -362,6 +363,8 @@ def _listing_refusal(request: Request) -> Response | None:
 def routes(state: MockState) -> list[Route]:
     async def generate(request: Request) -> Response:
         model, _, method = str(request.path_params["call"]).rpartition(":")
+        if method in ("embedContent", "batchEmbedContents") and model:
+            return await embeddings.gemini_embed(state, request, model, method)
         if method not in ("generateContent", "streamGenerateContent") or not model:
             return json_response(
                 status_body(404, "NOT_FOUND", f"Method not found: {method or request.url.path}."), 404

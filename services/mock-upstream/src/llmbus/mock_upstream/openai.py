@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmbus.mock_upstream import wire
+from llmbus.mock_upstream import embeddings, wire
 from llmbus.mock_upstream.scenarios import Scenario
 from llmbus.mock_upstream.script import Answer, Prompt, ToolSpec, split
 from llmbus.mock_upstream.serve import MockState, Reply, json_response, serve
@@ -247,6 +247,9 @@ def routes(state: MockState) -> list[Route]:
     async def chat_completions(request: Request) -> Response:
         return await serve(state, dialect, request)
 
+    async def embed(request: Request) -> Response:
+        return await embeddings.openai_embeddings(state, request)
+
     async def models(request: Request) -> Response:
         return json_response({"object": "list", "data": [_model(name) for name in MODELS]})
 
@@ -264,6 +267,8 @@ def routes(state: MockState) -> list[Route]:
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embed, methods=["POST"]),
+        Route("/embeddings", embed, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),

@@ -35,6 +35,7 @@ from llmbus.proto import (
     CANCEL,
     EXEC,
     CancelRequest,
+    ChatRequest,
     Cooldown,
     Done,
     Error,
@@ -43,9 +44,11 @@ from llmbus.proto import (
     Target,
     Usage,
     chat_codec,
+    embed_codec,
 )
 from llmbus.providers import ConfiguredProvider
 from llmbus.providers.adapters import Adapter, CredentialSource
+from llmbus.providers.adapters.embeddings import embedder_for, embedding_outputs
 from llmbus.providers.errors import CredentialUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
 from llmbus.providers.http import HttpClient
 from llmbus.worker.emitter import Emitter
@@ -269,13 +272,24 @@ class Worker:
         self.stats.begin(target.provider)
         try:
             async with AsyncExitStack() as stack:
-                chat = chat_codec.decode(request.body)
+                # An embeddings request (needs.embeddings) takes the same path with its
+                # own call and answer; a stand-in chat carries its model to the limits.
+                embed = embed_codec.decode(request.body) if request.needs.embeddings else None
+                chat = (
+                    ChatRequest(model=embed.model, messages=[]) if embed else chat_codec.decode(request.body)
+                )
                 first_byte = asyncio.timeout_at(_loop_time(first_byte_at))
                 try:
                     async with first_byte:
                         admission = await self.limits.admit(request, chat, provider, entry)
                         credential = await source.get(provider, entry)
-                        call = adapter.build(provider, chat, target.upstream_model, credential)
+                        call = (
+                            embedder_for(provider.family, provider.name).build(
+                                provider, embed, target.upstream_model, credential
+                            )
+                            if embed
+                            else adapter.build(provider, chat, target.upstream_model, credential)
+                        )
                         response = await stack.enter_async_context(
                             self.http.stream(
                                 call.method,
@@ -311,7 +325,12 @@ class Worker:
                 whole = asyncio.timeout_at(_loop_time(total_at))
                 try:
                     async with whole:
-                        async for output in adapter.events(response, chat.stream):
+                        outputs = (
+                            embedding_outputs(embedder_for(provider.family, provider.name), response, embed)
+                            if embed
+                            else adapter.events(response, chat.stream)
+                        )
+                        async for output in outputs:
                             if first and not isinstance(output, Done):
                                 self.stats.first_token(target.provider, time.perf_counter() - started_at)
                                 first = False

@@ -1,0 +1,135 @@
+"""`POST /v1/embeddings` in OpenAI's format.
+
+An embeddings request takes the chat path on the bus (`llm.v1.route`, then
+`llm.v1.exec.<provider>`) with `needs.embeddings` set and an `EmbedRequest` as its body:
+the router picks only models with the `embeddings` capability (a chat model is a 400),
+and credentials, failover, deadlines, the key's model list and quotas work as for chat.
+The answer is one `Embeddings` event, then `Usage` and `Done`."""
+
+from __future__ import annotations
+
+import msgspec
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import Counter
+
+from llmbus.api import ApiError, InvalidRequest, Unavailable
+from llmbus.api.embeddings import decode_embeddings_request, embeddings_response
+from llmbus.api.tokens import estimate_text
+from llmbus.bus import BusFailure
+from llmbus.edge.calls import Call, client_timeouts, raise_for, report_usage
+from llmbus.edge.deps import Authenticated, Context
+from llmbus.edge.limits import MAX_MODEL_NAME, apply_key_limits, read_body
+from llmbus.edge.quota import reserve, settle
+from llmbus.proto import (
+    ROUTE,
+    AnyEvent,
+    ChatRequest,
+    Done,
+    Embeddings,
+    EmbedRequest,
+    Error,
+    Needs,
+    RouteRequest,
+    Started,
+    Usage,
+    embed_codec,
+)
+
+__all__ = ["PATH", "router"]
+
+PATH = "/v1/embeddings"
+
+router = APIRouter()
+
+REQUESTS = Counter("llmbus_edge_embedding_requests_total", "Embeddings requests", ["status"])
+
+
+class _EmbedCall(Call):
+    """A Call whose route request carries an `EmbedRequest` (the model name rides on a
+    stand-in chat request, for the messages and the usage records)."""
+
+    embed: EmbedRequest
+
+    async def start(self) -> None:
+        request = RouteRequest(
+            request_id=self.request_id,
+            model=self.embed.model,
+            reply=self.reply,
+            deadline=self._deadline_ms,
+            first_byte_deadline=self._first_byte_ms,
+            client=self.client,
+            needs=Needs(embeddings=True),
+            body=msgspec.Raw(embed_codec.encode(self.embed)),
+            tokens=self.tokens,
+        )
+        try:
+            await self.bus.publish(ROUTE, request, reply=self.reply)
+        except BusFailure:
+            raise Unavailable("the message bus is unavailable", code="bus_unavailable") from None
+
+
+@router.post(PATH)
+async def create_embeddings(request: Request, context: Context, caller: Authenticated) -> Response:
+    settings = context.settings
+    body = await read_body(request.headers, request.receive, settings.max_body_bytes, settings.body_timeout)
+    embed, encoding = decode_embeddings_request(body)
+    del body
+    if len(embed.model) > MAX_MODEL_NAME:
+        raise InvalidRequest(
+            f"`model` is longer than {MAX_MODEL_NAME} characters.", code="model_too_long", param="model"
+        )
+    stand_in = apply_key_limits(ChatRequest(model=embed.model, messages=[]), caller.limits)
+    total, first_byte = client_timeouts(
+        request.headers, False, settings.request_timeout, settings.first_byte_timeout
+    )
+    tokens = sum(estimate_text(text) for text in embed.input)
+    reservation = await reserve(context.bus, caller, tokens)
+    call = _EmbedCall(
+        context.bus,
+        context.inbox,
+        stand_in,
+        caller.client,
+        accept_timeout=settings.accept_timeout,
+        idle_timeout=settings.idle_timeout,
+        request_timeout=total,
+        first_byte_timeout=first_byte,
+        tokens=tokens,
+        reservation=reservation,
+        usage=context.usage,
+    )
+    call.embed = embed
+    first: AnyEvent | None = None
+    vectors: list[list[float]] | None = None
+    usage: Usage | None = None
+    status = "499"
+    try:
+        await call.start()
+        while True:
+            event = await call.next()
+            if first is None:
+                first = event
+            match event:
+                case Embeddings():
+                    vectors = event.vectors
+                case Usage():
+                    usage = event
+                case Done():
+                    call.finished = True
+                    break
+                case Error():
+                    raise raise_for(event)
+        if vectors is None:
+            raise ApiError("the worker finished without the embeddings", code="no_embeddings", status=502)
+        status = "200"
+        return Response(
+            embeddings_response(embed.model, vectors, usage, encoding), media_type="application/json"
+        )
+    except ApiError as exc:
+        status = str(exc.status)
+        raise
+    finally:
+        REQUESTS.labels(status).inc()
+        await call.close()
+        report_usage(call, first, usage, ok=status == "200")
+        await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
