@@ -64,7 +64,7 @@ class Embedder(Protocol):
 class _OpenAIRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: str
     input: list[str]
-    encoding_format: str = "float"
+    encoding_format: str
     dimensions: int | None = None
     user: str | None = None
 
@@ -115,7 +115,11 @@ class OpenAIEmbeddings:
         self, provider: ConfiguredProvider, request: EmbedRequest, upstream_model: str, credential: Credential
     ) -> UpstreamRequest:
         body = _OpenAIRequest(
-            model=upstream_model, input=request.input, dimensions=request.dimensions, user=request.user
+            model=upstream_model,
+            input=request.input,
+            encoding_format="float",
+            dimensions=request.dimensions,
+            user=request.user,
         )
         return UpstreamRequest(
             url=embeddings_url(provider),
