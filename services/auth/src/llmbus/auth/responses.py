@@ -63,7 +63,7 @@ class ResponseStore:
             raw = await self.redis.get(_key(client_id, response_id))
         except RedisError as exc:
             raise ResponseStoreUnavailable(type(exc).__name__) from None
-        if raw is None:
+        if not isinstance(raw, bytes):
             return None
         try:
             return _record.decode(raw)
