@@ -37,8 +37,9 @@ __all__ = ["MODELS", "SIGNATURE", "GeminiDialect", "GeminiPrompt", "routes", "st
 
 MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-3-pro-preview")
 
-SIGNATURE = "Cj4BcsjafMockThoughtSignatureOfTheLlmbusMockUpstream0000000000000000000000000000000=="
-"""The opaque thought signature the mock puts on a step's first function call."""
+SIGNATURE = "Cj4BcsjafMockThoughtSignatureOfTheLlmbusMockUpstream0000000000000000000000000000AA=="
+"""The opaque thought signature the mock puts on a step's first function call; base64,
+as Google's are (Gemini clients decode it as bytes)."""
 
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 _HELP = "https://ai.google.dev/gemini-api/docs/rate-limits"
