@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from llmbus.api import ApiError, InvalidRequest, NotFound, anthropic_error_body, openai_error_body
 from llmbus.api.anthropic_wire import CountTokensRequest, MessagesRequest
@@ -20,10 +21,11 @@ from llmbus.api.completions_wire import CompletionRequest
 from llmbus.api.embeddings import EmbeddingsRequest
 from llmbus.api.errors import error_from_status
 from llmbus.api.openai_wire import ChatCompletionRequest
+from llmbus.api.responses_wire import ResponsesRequest
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.hot import EdgeApp, error_payload
 from llmbus.edge.limits import BodyRefusedHTTP, Concurrency, refusal_headers
-from llmbus.edge.routes import health, keys, messages, models, oauth, providers
+from llmbus.edge.routes import health, keys, messages, models, oauth, providers, responses
 from llmbus.edge.routes.embeddings import router as embeddings_router
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
@@ -92,6 +94,7 @@ _BODIES = {
     ),
     ("post", "/v1/completions"): ("Create a completion (OpenAI's legacy completions)", CompletionRequest),
     ("post", "/v1/embeddings"): ("Create embeddings (OpenAI's format)", EmbeddingsRequest),
+    ("post", "/v1/responses"): ("Create a model response (OpenAI's Responses API)", ResponsesRequest),
 }
 """The request bodies that routes read themselves (the hot routes are not FastAPI's at
 all), described from the msgspec types that decode them."""
@@ -140,6 +143,10 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     )
     app.concurrency = Concurrency(settings.max_concurrent_requests, settings.max_concurrent_per_key)
     app.include_router(messages.router)
+    app.router.routes.append(
+        Route(responses.PATH, responses.CreateResponse(), methods=["POST"], include_in_schema=False)
+    )
+    app.include_router(responses.router)
     app.include_router(embeddings_router)
     app.include_router(models.router)
     app.include_router(providers.router)

@@ -2,8 +2,15 @@
 the reply stream with its sequence numbers, heartbeats and timeouts.
 
 Failure modes become client errors: nobody listening (503 at once), no worker taking the
-request within the accept timeout (503), a silent worker (504), no answer started within
-the first-byte timeout or none finished by the deadline (504), lost frames (502).
+request within the accept timeout twice (503), a silent worker (504), no answer started
+within the first-byte timeout or none finished by the deadline (504), lost frames (502).
+
+A request nobody has taken within the accept timeout was most likely held by a router or
+a worker that died with it (NATS had handed it over before it saw the connection go): the
+edge routes it once more, under a new request id and reply subject, so a late answer to
+the first one lands nowhere (its worker hears "no responders" and stops) and the client
+never sees the two. Nothing of the answer had begun, so this is invisible to the client
+but for the wait.
 
 Deadlines: the request's total deadline and first-byte deadline travel on the bus
 (epoch ms) and bound every upstream call the workers make for it, failover included.
@@ -20,6 +27,8 @@ from collections.abc import Mapping
 from typing import Final
 
 import msgspec
+from opentelemetry import trace
+from prometheus_client import Counter
 
 from llmbus.api import (
     ApiError,
@@ -60,6 +69,9 @@ SDK_TIMEOUT_MARGIN: Final = 1.0
 """Seconds past an SDK's announced timeout before the gateway gives up itself: the SDK
 stops waiting first and its disconnect cancels the call at once; the deadline is the
 backstop for a client that does not hang up."""
+REROUTED = Counter(
+    "llmbus_edge_rerouted_total", "Requests routed a second time because nobody took the first"
+)
 DEADLINE_GRACE: Final = 0.5
 """Seconds the edge waits past a deadline for the worker's own error."""
 
@@ -129,6 +141,7 @@ class Call:
         self.reservation = reservation
         """What the client key's limits reserved, settled when the request ends."""
         self.request_id = uuid.uuid4().hex
+        self._inbox = inbox
         self._inbox_cm = inbox.open(self.request_id)
         self.reply, self._queue = self._inbox_cm.__enter__()
         self._accept_timeout = accept_timeout
@@ -147,6 +160,8 @@ class Call:
         self.started = False
         """Whether the answer has begun (a `Started` or any later event)."""
         self.finished = False
+        self.rerouted = False
+        """Whether the request was routed a second time (nobody took the first)."""
         self._closed = False
 
     async def start(self) -> None:
@@ -169,9 +184,11 @@ class Call:
 
     async def next(self) -> AnyEvent:
         """The next event other than a heartbeat; raises ApiError when the stream fails."""
-        queue: StreamInbox = self._queue
         while True:
+            queue: StreamInbox = self._queue
             msg = queue.get_nowait() if not queue.empty() else await self._wait(queue)
+            if msg is None:
+                continue  # routed again: wait on the new stream
             event = self._take(msg)
             if event is not None:
                 return event
@@ -216,7 +233,8 @@ class Call:
             self.started = True
         return event
 
-    async def _wait(self, queue: StreamInbox) -> Delivery:
+    async def _wait(self, queue: StreamInbox) -> Delivery | None:
+        """The next frame; None when the request was routed again instead."""
         now = time.monotonic()
         remaining = (self._deadline if self.started else min(self._deadline, self._first_byte_at)) - now
         timeout = max(0.0, min(self._idle_timeout if self.accepted else self._accept_timeout, remaining))
@@ -233,6 +251,9 @@ class Call:
                     f"no upstream started its answer within {self._first_byte_timeout:g}s",
                     code="first_byte_timeout",
                 ) from None
+            if not self.accepted and not self.rerouted and self._time_for_another(now):
+                await self._reroute()
+                return None
             if not self.accepted:
                 raise Unavailable(
                     f"no llmbus worker took the request for `{self.chat.model}` "
@@ -240,6 +261,26 @@ class Call:
                     code="no_worker_available",
                 ) from None
             raise GatewayTimeout("the worker stopped responding", code="worker_timeout") from None
+
+    def _time_for_another(self, now: float) -> bool:
+        """Whether a second routing could still be taken and answer in time."""
+        return min(self._deadline, self._first_byte_at) - now > 2 * self._accept_timeout
+
+    async def _reroute(self) -> None:
+        old_id, old_inbox = self.request_id, self._inbox_cm
+        self.rerouted = True
+        self.request_id = uuid.uuid4().hex
+        self._inbox_cm = self._inbox.open(self.request_id)
+        self.reply, self._queue = self._inbox_cm.__enter__()
+        old_inbox.__exit__(None, None, None)
+        self._seq = 0
+        REROUTED.inc()
+        trace.get_current_span().add_event("llmbus.rerouted", {"llmbus.first_request_id": old_id})
+        try:
+            await self.bus.publish(CANCEL, CancelRequest(request_id=old_id), request_id=old_id, traced=False)
+        except BusFailure:
+            pass
+        await self.start()
 
     async def close(self) -> None:
         if self._closed:
