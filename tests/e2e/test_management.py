@@ -84,6 +84,7 @@ async def test_provider_details_models_and_capabilities(http: httpx.AsyncClient)
         "vision": True,
         "code_generation": False,
         "multimodal": True,
+        "embeddings": True,  # gemini-embedding-001 is listed
         "max_tokens": 1_000_000,
     }
     missing = await http.get("/v1/providers/nobody")

@@ -112,7 +112,10 @@ class Registry:
 
     def provider_capabilities(self, name: str) -> Document:
         provider = self._provider(name)
-        return {"provider": name, **_features(provider.features), "max_tokens": provider.max_tokens}
+        features = _features(provider.features)
+        # A per-model capability: the provider has it when one of its models has.
+        features["embeddings"] = any(m.features.embeddings for m in provider.models)
+        return {"provider": name, **features, "max_tokens": provider.max_tokens}
 
     def provider_status(self, name: str) -> Document:
         provider = self._provider(name)
