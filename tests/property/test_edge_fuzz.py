@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ ROUTES = [CHAT, MESSAGES, "/v1/messages/count_tokens"]
 LIMITS = {"max_body_bytes": 256 * 1024, "max_messages": 16, "max_tools": 4, "max_json_depth": 8}
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=50,
     derandomize=True,
     deadline=None,
     database=None,
@@ -170,7 +171,7 @@ schema = schemathesis.openapi.from_dict(_document).exclude(path="/readyz")
 
 @schema.parametrize()
 @settings(
-    max_examples=12,
+    max_examples=8,
     derandomize=True,
     deadline=None,
     database=None,
@@ -187,4 +188,11 @@ def test_the_openapi_document_fuzzed_gives_no_server_error(
     if "data" in request:
         request["content"] = request.pop("data")
     response = runner.run(twin.http.request(**request))
+    if response.status_code == 503 and _ABSENT.fullmatch(str(response.json()["error"].get("code"))):
+        return  # a route whose service the twin does not run: its honest 503 names it
     _assert_answered_in_format(case.formatted_path, response)
+
+
+_ABSENT = re.compile(r"no_\w+_available")
+"""The code of the 503 an edge route answers when nobody on the bus serves what it asks
+(`llmbus.edge.bus_errors`): the twin fakes only what the chat routes need."""
