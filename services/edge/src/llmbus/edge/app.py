@@ -20,12 +20,13 @@ from llmbus.api.anthropic_wire import CountTokensRequest, MessagesRequest
 from llmbus.api.completions_wire import CompletionRequest
 from llmbus.api.embeddings import EmbeddingsRequest
 from llmbus.api.errors import error_from_status
+from llmbus.api.gemini import gemini_error_body
 from llmbus.api.openai_wire import ChatCompletionRequest
 from llmbus.api.responses_wire import ResponsesRequest
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.hot import EdgeApp, error_payload
 from llmbus.edge.limits import BodyRefusedHTTP, Concurrency, refusal_headers
-from llmbus.edge.routes import health, keys, messages, models, oauth, providers, responses
+from llmbus.edge.routes import gemini, health, keys, messages, models, oauth, providers, responses
 from llmbus.edge.routes.embeddings import router as embeddings_router
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
@@ -37,7 +38,10 @@ log = logging.getLogger(__name__)
 ContextFactory = Callable[[EdgeSettings, AsyncExitStack], Awaitable[EdgeContext]]
 
 
-ERROR_BODIES: list[tuple[str, Callable[[ApiError], bytes]]] = [("/v1/messages", anthropic_error_body)]
+ERROR_BODIES: list[tuple[str, Callable[[ApiError], bytes]]] = [
+    ("/v1/messages", anthropic_error_body),
+    ("/v1beta/", gemini_error_body),
+]
 """Paths whose errors are written in another client API's format than OpenAI's (a
 path prefix, the body's encoder); every other path answers in OpenAI's."""
 
@@ -149,6 +153,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     app.include_router(responses.router)
     app.include_router(embeddings_router)
     app.include_router(models.router)
+    app.include_router(gemini.router)
     app.include_router(providers.router)
     app.include_router(keys.router)
     app.include_router(oauth.router)
