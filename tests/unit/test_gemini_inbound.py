@@ -35,7 +35,7 @@ from llmbus.api.gemini import (
     json_schema,
 )
 from llmbus.edge.routes.gemini import dialect_for
-from llmbus.proto import ChatRequest, Delta, Done, Error, Usage
+from llmbus.proto import ChatRequest, Delta, Done, Error, ToolCallDelta, Usage
 
 CASES = Path(__file__).parents[1] / "contract" / "fixtures" / "inbound" / "gemini"
 RESPONSE_ID = "resp-1"
@@ -405,3 +405,19 @@ def test_a_query_key_joins_the_headers_unless_a_header_has_one() -> None:
     scope = _scope("/v1beta/models/m:generateContent", b"key=sk-query", list(sent))
     assert dialect_for(scope) is not None
     assert scope["headers"] == sent
+
+
+def test_a_signature_that_is_not_base64_is_left_out() -> None:
+    """Gemini clients decode `thoughtSignature` as bytes: one they cannot decode would
+    fail the whole answer."""
+    builder = ResponseBuilder(RESPONSE_ID, "m")
+    builder.add(
+        Delta(
+            seq=1, tool_calls=[ToolCallDelta(index=0, id="a", name="f", arguments="{}", signature="no*b64")]
+        )
+    )
+    builder.add(
+        Delta(seq=2, tool_calls=[ToolCallDelta(index=1, id="b", name="f", arguments="{}", signature="c2ln")])
+    )
+    parts = json.loads(builder.build(Done(seq=3), None))["candidates"][0]["content"]["parts"]
+    assert [part.get("thoughtSignature") for part in parts] == [None, "c2ln"]

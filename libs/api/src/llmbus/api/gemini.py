@@ -24,6 +24,8 @@ Where the two shapes differ:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from dataclasses import dataclass
@@ -657,6 +659,19 @@ def _arguments(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _signature(value: str) -> str | None:
+    """A signature as a Gemini client can take it: `thoughtSignature` is bytes (base64
+    in JSON), which the google-genai SDK decodes; one that is not base64 (from some other
+    provider) would fail the whole answer there, so it is left out."""
+    if not value:
+        return None
+    try:
+        base64.b64decode(value, altchars=b"-_" if "-" in value or "_" in value else None, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return value
+
+
 class _AnswerCall(FunctionCall, kw_only=True):
     """A call in an answer: `args` always written (`{}` for none), as Gemini does."""
 
@@ -691,7 +706,7 @@ class _Calls:
         return [
             Part(
                 function_call=_AnswerCall(id=entry[0], name=entry[1], args=_arguments("".join(entry[3:]))),
-                thought_signature=entry[2] or None,
+                thought_signature=_signature(entry[2]),
             )
             for entry in self._calls.values()
         ]
@@ -747,13 +762,19 @@ class ResponseStreamWriter:
         if event.reasoning_signature and self._thoughts:
             self._signature.append(event.reasoning_signature)
         if event.text:
-            if self._signature:
-                parts.append(Part(text="", thought=True, thought_signature="".join(self._signature)))
-                self._signature.clear()
+            self._signed(parts)
             parts.append(Part(text=event.text))
         for call in event.tool_calls:
             self._calls.add(call)
         return self._chunk(parts) if parts else b""
+
+    def _signed(self, parts: list[Part]) -> None:
+        """The signature over the thoughts so far, as an empty thought part carrying it."""
+        if self._signature:
+            signature = _signature("".join(self._signature))
+            self._signature.clear()
+            if signature is not None:
+                parts.append(Part(text="", thought=True, thought_signature=signature))
 
     def usage(self, event: Usage) -> bytes:
         """Nothing yet: the counts come with the finish reason, in the last chunk."""
@@ -767,8 +788,7 @@ class ResponseStreamWriter:
     def finish(self, done: Done, usage: Usage | None) -> bytes:
         """The last chunk: the calls (each whole), the finish reason and the usage."""
         parts: list[Part] = []
-        if self._signature:
-            parts.append(Part(text="", thought=True, thought_signature="".join(self._signature)))
+        self._signed(parts)
         parts += self._calls.parts()
         out = self._chunk(parts, finish_reason(done), usage)
         return out if self._sse else out + b"]"
@@ -821,7 +841,7 @@ class ResponseBuilder:
             Part(
                 text="".join(text.parts),
                 thought=text.thought or None,
-                thought_signature=text.signature or None,
+                thought_signature=_signature(text.signature),
             )
             for text in self._texts
         ]
