@@ -421,3 +421,16 @@ def test_a_signature_that_is_not_base64_is_left_out() -> None:
     )
     parts = json.loads(builder.build(Done(seq=3), None))["candidates"][0]["content"]["parts"]
     assert [part.get("thoughtSignature") for part in parts] == [None, "c2ln"]
+
+
+def test_an_embedding_model_offers_no_generation_method() -> None:
+    answer = json.dumps(
+        {
+            "id": "text-embedding-3-small",
+            "providers": ["openai"],
+            "offers": [{"provider": "openai", "features": {"streaming": False, "embeddings": True}}],
+        }
+    ).encode()
+    model = json.loads(gemini_model(answer))
+    assert model.get("supportedGenerationMethods", []) == []
+    assert "/v1/embeddings" in model["description"]

@@ -870,6 +870,7 @@ class _RouterModel(msgspec.Struct):
 class _Offer(msgspec.Struct):
     provider: str = ""
     max_tokens: int | None = None
+    features: dict[str, bool] = {}
 
 
 class _RouterModels(msgspec.Struct):
@@ -891,6 +892,11 @@ def _model(entry: _RouterModel) -> Model:
     if entry.aliases:
         description += f"; aliases: {', '.join(entry.aliases)}"
     limits = [offer.max_tokens for offer in entry.offers if offer.max_tokens]
+    methods = list(GEMINI_METHODS)
+    if entry.offers and all(offer.features.get("embeddings") for offer in entry.offers):
+        # An embedding model answers `POST /v1/embeddings` only.
+        description += "; an embedding model, served by POST /v1/embeddings"
+        methods = []
     return Model(
         name=f"models/{entry.id}",
         base_model_id=entry.id,
@@ -898,7 +904,7 @@ def _model(entry: _RouterModel) -> Model:
         display_name=entry.id,
         description=description,
         output_token_limit=max(limits) if limits else None,
-        supported_generation_methods=list(GEMINI_METHODS),
+        supported_generation_methods=methods,
     )
 
 
