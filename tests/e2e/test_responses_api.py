@@ -377,3 +377,31 @@ async def test_reasoning_effort_reaches_a_target_that_thinks(client: openai.Asyn
     assert response.output_text == "Mock answer to: Hello there"
     assert response.reasoning is not None
     assert response.reasoning.effort == "low"
+
+
+@FAMILY
+@STREAM
+async def test_custom_tool_round_trip(client: openai.AsyncOpenAI, family: str, stream: bool) -> None:
+    """Codex CLI's `apply_patch` is a custom tool: free-form input, no JSON schema."""
+    patch: Any = {
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Applies a patch",
+        "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+    }
+    first = await _create(client, stream, model=MODELS[family], input="Patch the file", tools=[patch])
+    [call] = first.response.output
+    assert call.type == "custom_tool_call"
+    assert call.name == "apply_patch"
+    assert call.input == "mock"
+    if stream:
+        assert "response.custom_tool_call_input.done" in first.events
+    second = await _create(
+        client,
+        stream,
+        model=MODELS[family],
+        previous_response_id=first.response.id,
+        input=[{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}],
+        tools=[patch],
+    )
+    assert second.response.output_text == "Tool said: Done!"

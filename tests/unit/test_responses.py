@@ -245,3 +245,59 @@ def test_whole_response_validates_and_keeps_the_assistant_turn() -> None:
     assert output.assistant_message() == Message(
         role="assistant", content="Hello", tool_calls=[ToolCall(id="call_1", name="f", arguments="{}")]
     )
+
+
+# --- custom (free-form) tools, as Codex CLI's apply_patch ----------------------------------
+
+PATCH_TOOL = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Applies a patch",
+    "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch"},
+}
+
+
+def test_a_custom_tool_is_a_function_with_one_string_input() -> None:
+    turn = _turn(
+        tools=[PATCH_TOOL],
+        input=[
+            {"role": "user", "content": "patch it"},
+            {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": "*** Begin"},
+            {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done!"},
+        ],
+    )
+    [tool] = turn.chat.tools
+    assert tool.name == "apply_patch"
+    assert tool.parameters is not None
+    assert tool.parameters["required"] == ["input"]
+    assert "start: begin_patch" in tool.parameters["properties"]["input"]["description"]
+    assert turn.custom_tools == frozenset({"apply_patch"})
+    _, assistant, result = turn.chat.messages
+    assert assistant.tool_calls == [
+        ToolCall(id="call_p", name="apply_patch", arguments='{"input": "*** Begin"}')
+    ]
+    assert result.role == "tool"
+    assert result.tool_call_id == "call_p"
+    assert result.content == "Done!"
+
+
+def test_a_call_of_a_custom_tool_is_a_custom_tool_call() -> None:
+    events = _stream(
+        [
+            Delta(
+                seq=1, tool_calls=[ToolCallDelta(index=0, id="call_p", name="apply_patch", arguments='{"inp')]
+            ),
+            Delta(seq=2, tool_calls=[ToolCallDelta(index=0, arguments='ut": "*** Begin\\n"}')]),
+        ],
+        finish="tool_calls",
+        tools=[PATCH_TOOL],
+    )
+    types = [e["type"] for e in events]
+    assert "response.function_call_arguments.delta" not in types
+    done = next(e for e in events if e["type"] == "response.custom_tool_call_input.done")
+    assert done["input"] == "*** Begin\n"
+    final = Response.model_validate(events[-1]["response"])
+    [call] = final.output
+    assert call.type == "custom_tool_call"
+    assert (call.call_id, call.name, call.input) == ("call_p", "apply_patch", "*** Begin\n")
+    assert final.tools[0].type == "custom"

@@ -23,6 +23,7 @@ A request becomes a chat request as follows:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -32,7 +33,7 @@ from typing import Any
 import msgspec
 
 from llmbus.api.errors import ApiError, InvalidRequest
-from llmbus.api.responses_wire import InputContent, InputItem, ResponsesRequest
+from llmbus.api.responses_wire import FunctionTool, InputContent, InputItem, ResponsesRequest
 from llmbus.proto import (
     ChatRequest,
     Delta,
@@ -90,6 +91,9 @@ class ResponsesTurn:
     wire: ResponsesRequest
     chat: ChatRequest
     conversation: list[Message] = field(default_factory=list)
+    custom_tools: frozenset[str] = frozenset()
+    """Tools of type `custom` (free-form input): a function with one string argument
+    `input` for the target, a `custom_tool_call` for the client."""
 
     @property
     def store(self) -> bool:
@@ -110,21 +114,33 @@ def to_chat_request(wire: ResponsesRequest, history: list[Message] | None = None
         [Message(role="system", content=wire.instructions)] if wire.instructions else []
     ) + conversation
     tools: list[Tool] = []
+    custom: set[str] = set()
     for index, tool in enumerate(wire.tools or []):
-        if tool.type != "function":
+        if tool.type not in ("function", "custom"):
             continue  # a hosted tool (web search, ...): not the client's to run
         if not tool.name:
             raise InvalidRequest(
-                "a function tool needs `name`", param=f"tools[{index}].name", code="missing_field"
+                f"a {tool.type} tool needs `name`", param=f"tools[{index}].name", code="missing_field"
             )
-        tools.append(
-            Tool(name=tool.name, description=tool.description, parameters=tool.parameters, strict=tool.strict)
-        )
+        if tool.type == "custom":
+            custom.add(tool.name)
+            tools.append(
+                Tool(name=tool.name, description=tool.description, parameters=_custom_input(tool.format))
+            )
+        else:
+            tools.append(
+                Tool(
+                    name=tool.name,
+                    description=tool.description,
+                    parameters=tool.parameters,
+                    strict=tool.strict,
+                )
+            )
     tool_choice: Any = None
     if isinstance(wire.tool_choice, str):
         tool_choice = wire.tool_choice
     elif wire.tool_choice is not None:
-        if wire.tool_choice.type == "function" and wire.tool_choice.name:
+        if wire.tool_choice.type in ("function", "custom") and wire.tool_choice.name:
             tool_choice = NamedToolChoice(name=wire.tool_choice.name)
         elif wire.tool_choice.mode in ("auto", "required"):
             tool_choice = wire.tool_choice.mode
@@ -144,7 +160,20 @@ def to_chat_request(wire: ResponsesRequest, history: list[Message] | None = None
         reasoning_effort=wire.reasoning.effort if wire.reasoning else None,
         metadata=wire.metadata or {},
     )
-    return ResponsesTurn(wire=wire, chat=chat, conversation=conversation)
+    return ResponsesTurn(wire=wire, chat=chat, conversation=conversation, custom_tools=frozenset(custom))
+
+
+def _custom_input(form: dict[str, Any] | None) -> dict[str, Any]:
+    """A custom tool's free-form input as a function's one string argument; a grammar
+    the client gives is passed on in its description."""
+    described = "The tool's input, as free-form text."
+    if form and form.get("type") == "grammar" and isinstance(form.get("definition"), str):
+        described += f" It follows this {form.get('syntax', '')} grammar:\n{form['definition']}"
+    return {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": described}},
+        "required": ["input"],
+    }
 
 
 def _response_format(wire: ResponsesRequest) -> dict[str, Any] | None:
@@ -270,10 +299,20 @@ def _messages(items: list[InputItem]) -> list[Message]:
                     )
                 turn = turn or _Assistant()
                 turn.calls.append(ToolCall(id=item.call_id, name=item.name, arguments=item.arguments or ""))
-            case "function_call_output":
+            case "custom_tool_call":
+                if not item.call_id or not item.name:
+                    raise InvalidRequest(
+                        "a `custom_tool_call` item needs `call_id` and `name`",
+                        param=where,
+                        code="missing_field",
+                    )
+                turn = turn or _Assistant()
+                arguments = json.dumps({"input": item.input or ""})
+                turn.calls.append(ToolCall(id=item.call_id, name=item.name, arguments=arguments))
+            case "function_call_output" | "custom_tool_call_output":
                 if not item.call_id:
                     raise InvalidRequest(
-                        "a `function_call_output` item needs `call_id`",
+                        f"a `{item.type}` item needs `call_id`",
                         param=f"{where}.call_id",
                         code="missing_field",
                     )
@@ -322,7 +361,9 @@ class _Item:
     def __init__(self, kind: str, index: int, call_id: str = "", name: str = "") -> None:
         self.kind = kind
         self.index = index
-        self.id = _item_id({"message": "msg", "function_call": "fc", "reasoning": "rs"}[kind])
+        self.id = _item_id(
+            {"message": "msg", "function_call": "fc", "custom_tool_call": "ctc", "reasoning": "rs"}[kind]
+        )
         self.call_id = call_id
         self.name = name
         self.chunks: list[str] = []
@@ -332,6 +373,17 @@ class _Item:
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    @property
+    def custom_input(self) -> str:
+        """A custom tool call's input: the target called a function with one string
+        argument, `input`."""
+        try:
+            arguments = json.loads(self.text or "{}")
+        except ValueError:
+            return self.text
+        value = arguments.get("input") if isinstance(arguments, dict) else None
+        return value if isinstance(value, str) else self.text
 
     def wire(self, status: str, encrypted: bool = False) -> dict[str, Any]:
         if self.kind == "message":
@@ -352,6 +404,14 @@ class _Item:
                 "name": self.name,
                 "arguments": self.text,
             }
+        if self.kind == "custom_tool_call":
+            return {
+                "id": self.id,
+                "type": "custom_tool_call",
+                "call_id": self.call_id,
+                "name": self.name,
+                "input": self.custom_input if not self.open else "",
+            }
         item: dict[str, Any] = {
             "id": self.id,
             "type": "reasoning",
@@ -360,6 +420,21 @@ class _Item:
         if encrypted and self.signature:
             item["encrypted_content"] = "".join(self.signature)
         return item
+
+
+def _echo(tool: FunctionTool) -> dict[str, Any]:
+    """A tool as the Response object lists it."""
+    if tool.type == "custom":
+        echoed: dict[str, Any] = {"type": "custom", "name": tool.name, "description": tool.description}
+        echoed["format"] = tool.format or {"type": "text"}
+        return echoed
+    return {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+        "strict": tool.strict,
+    }
 
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -420,7 +495,8 @@ class ResponseOutput:
                 )
         tool_choice: Any = wire.tool_choice if isinstance(wire.tool_choice, str) else "auto"
         if isinstance(chat.tool_choice, NamedToolChoice):
-            tool_choice = {"type": "function", "name": chat.tool_choice.name}
+            kind = "custom" if chat.tool_choice.name in self.turn.custom_tools else "function"
+            tool_choice = {"type": kind, "name": chat.tool_choice.name}
         body: dict[str, Any] = {
             "id": self.id,
             "object": "response",
@@ -443,16 +519,7 @@ class ResponseOutput:
             "temperature": wire.temperature if wire.temperature is not None else 1.0,
             "text": {"format": text_format},
             "tool_choice": tool_choice,
-            "tools": [
-                {
-                    "type": "function",
-                    "name": tool.name,
-                    "description": tool.description,
-                    "parameters": tool.parameters,
-                    "strict": tool.strict,
-                }
-                for tool in chat.tools
-            ],
+            "tools": [_echo(tool) for tool in wire.tools or [] if tool.type in ("function", "custom")],
             "top_p": wire.top_p if wire.top_p is not None else 1.0,
             "truncation": wire.truncation or "disabled",
             "usage": _usage(usage) if usage is not None else None,
@@ -513,6 +580,20 @@ class ResponseOutput:
                 output_index=item.index,
                 content_index=0,
                 part={"type": "output_text", "text": text, "annotations": [], "logprobs": []},
+            )
+        elif item.kind == "custom_tool_call":
+            # The input is known whole once its JSON wrapping is: one delta, then done.
+            self._emit(
+                "response.custom_tool_call_input.delta",
+                item_id=item.id,
+                output_index=item.index,
+                delta=item.custom_input,
+            )
+            self._emit(
+                "response.custom_tool_call_input.done",
+                item_id=item.id,
+                output_index=item.index,
+                input=item.custom_input,
             )
         elif item.kind == "function_call":
             self._emit(
@@ -579,7 +660,8 @@ class ResponseOutput:
             if known is None:
                 if self._open is not None:
                     self._close(self._open)
-                known = self._add("function_call", call.id or _item_id("call"), call.name or "")
+                kind = "custom_tool_call" if call.name in self.turn.custom_tools else "function_call"
+                known = self._add(kind, call.id or _item_id("call"), call.name or "")
                 self._calls[call.index] = known
                 self._open = known
             else:
@@ -587,6 +669,8 @@ class ResponseOutput:
                 known.name = call.name or known.name
             if call.arguments:
                 known.chunks.append(call.arguments)
+                if known.kind == "custom_tool_call":
+                    continue
                 self._emit(
                     "response.function_call_arguments.delta",
                     item_id=known.id,
@@ -623,7 +707,7 @@ class ResponseOutput:
             tool_calls=[
                 ToolCall(id=item.call_id, name=item.name, arguments=item.text)
                 for item in self.items
-                if item.kind == "function_call"
+                if item.kind in ("function_call", "custom_tool_call")
             ],
             reasoning=reasoning or None,
             reasoning_signature=signature or None,

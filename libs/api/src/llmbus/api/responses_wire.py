@@ -47,7 +47,7 @@ class InputContent(_In, kw_only=True):
 
 class InputItem(_In, kw_only=True):
     """An input item: `message` (the default), `function_call`, `function_call_output`,
-    `reasoning` or `item_reference`."""
+    `custom_tool_call`, `custom_tool_call_output`, `reasoning` or `item_reference`."""
 
     type: str = "message"
     id: str | None = None
@@ -56,6 +56,7 @@ class InputItem(_In, kw_only=True):
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
+    input: str | None = None
     output: str | list[InputContent] | None = None
     summary: list[InputContent] | None = None
     encrypted_content: str | None = None
@@ -63,14 +64,16 @@ class InputItem(_In, kw_only=True):
 
 
 class FunctionTool(_In, kw_only=True):
-    """A tool in the Responses API's flat shape: `{"type": "function", "name", ...}`.
-    Tools of other types (hosted tools) are not the client's to run: they are left out."""
+    """A tool in the Responses API's flat shape: `{"type": "function", "name", ...}`, or a
+    custom (free-form input) tool `{"type": "custom", "name", "format"}`. Tools of other
+    types (hosted tools) are not the client's to run: they are left out."""
 
     type: str
     name: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    format: dict[str, Any] | None = None
 
 
 class ToolChoiceObject(_In, kw_only=True):
