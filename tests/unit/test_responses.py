@@ -301,3 +301,14 @@ def test_a_call_of_a_custom_tool_is_a_custom_tool_call() -> None:
     assert call.type == "custom_tool_call"
     assert (call.call_id, call.name, call.input) == ("call_p", "apply_patch", "*** Begin\n")
     assert final.tools[0].type == "custom"
+
+
+def test_a_call_signature_is_kept_for_the_stored_conversation() -> None:
+    output = ResponseOutput("resp_1", _turn(input="hi", tools=[{"type": "function", "name": "f"}]))
+    output.add(
+        Delta(seq=1, tool_calls=[ToolCallDelta(index=0, id="c", name="f", arguments="{}", signature="s1")])
+    )
+    output.finish(Done(seq=2, finish_reason="tool_calls"), None)
+    assert output.assistant_message().tool_calls == [
+        ToolCall(id="c", name="f", arguments="{}", signature="s1")
+    ]

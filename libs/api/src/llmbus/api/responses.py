@@ -667,6 +667,8 @@ class ResponseOutput:
             else:
                 known.call_id = call.id or known.call_id
                 known.name = call.name or known.name
+            if call.signature:
+                known.signature.append(call.signature)  # kept for a stored conversation
             if call.arguments:
                 known.chunks.append(call.arguments)
                 if known.kind == "custom_tool_call":
@@ -701,11 +703,17 @@ class ResponseOutput:
         text = "".join(item.text for item in self.items if item.kind == "message")
         reasoning = "".join(item.text for item in self.items if item.kind == "reasoning")
         signature = "".join("".join(item.signature) for item in self.items if item.kind == "reasoning")
+        # A tool call's own signature (Gemini's thoughtSignature) stays on the call.
         return Message(
             role="assistant",
             content=text or None,
             tool_calls=[
-                ToolCall(id=item.call_id, name=item.name, arguments=item.text)
+                ToolCall(
+                    id=item.call_id,
+                    name=item.name,
+                    arguments=item.text,
+                    signature="".join(item.signature) or None,
+                )
                 for item in self.items
                 if item.kind in ("function_call", "custom_tool_call")
             ],
