@@ -94,6 +94,8 @@ async def _store(context: EdgeContext, caller: Caller, output: ResponseOutput) -
             await context.bus.request(AUTH_RESPONSES_PUT, ResponsePut(record=record), timeout=STORE_TIMEOUT)
     except ApiError as exc:
         log.warning("response %s not stored: %s", output.id, exc.code)
+    except Exception as exc:  # a record beyond the bus's largest message, a bus closing
+        log.warning("response %s not stored: %s", output.id, type(exc).__name__)
 
 
 @contextlib.asynccontextmanager
