@@ -30,6 +30,7 @@ from llmbus.edge.relay import (
     SSE_HEADERS,
     ClientGone,
     Dialect,
+    FanOut,
     open_call,
     relay_stream,
     respond_whole,
@@ -195,7 +196,16 @@ async def _answer(
 ) -> None:
     settings = context.settings
     body = await read_body(headers, receive, settings.max_body_bytes, settings.body_timeout)
-    chat = dialect.decode(body)
+    try:
+        chat = dialect.decode(body)
+    except FanOut as fan:  # several requests in one body, answered together
+
+        def responded() -> None:
+            record_status(span, 200)
+            progress.responded = True
+
+        await fan.serve(context, caller, headers, started, receive, send, responded)
+        return
     del body
     check_request(chat, settings)
     async with _cancelled_if_the_client_leaves(receive):

@@ -33,6 +33,7 @@ __all__ = [
     "AnswerBuilder",
     "ClientGone",
     "Dialect",
+    "FanOut",
     "StreamEncoder",
     "open_call",
     "read_body",
@@ -73,6 +74,24 @@ class Dialect(Protocol):
 
 class ClientGone(Exception):
     """The client went away before its request was read: nobody to answer."""
+
+
+class FanOut(Exception):
+    """Raised by a dialect's `decode` for a body that is several requests at once (legacy
+    completions with a list of prompts): the hot path lets `serve` answer it. `responded`
+    is called just before the response starts (an error after it is no HTTP status)."""
+
+    async def serve(
+        self,
+        context: EdgeContext,
+        caller: Caller,
+        headers: Mapping[str, str],
+        started: float,
+        receive: Receive,
+        send: Send,
+        responded: Callable[[], None],
+    ) -> None:
+        raise NotImplementedError
 
 
 class StreamEncoder(Protocol):
