@@ -109,8 +109,8 @@ async def test_a_stream_without_usage_ends_at_the_finish_reason(client: openai.A
         ("logprobs", 2),
         ("n", 2),
         ("best_of", 3),
-        ("prompt", ["one", "two"]),
         ("prompt", [1, 2, 3]),
+        ("prompt", [f"p{i}" for i in range(17)]),
     ],
 )
 async def test_what_a_chat_model_cannot_do_is_a_clear_400(
@@ -133,3 +133,51 @@ async def test_an_unknown_model_is_a_404_in_openai_format(client: openai.AsyncOp
         await client.completions.create(model="no-such-model", prompt="Hi")
     assert isinstance(caught.value.body, dict)
     assert "no-such-model" in caught.value.body["message"]
+
+
+@pytest.mark.parametrize("family", ["openai", "gemini", "kiro"])
+async def test_a_list_of_prompts_is_answered_one_choice_per_prompt(
+    client: openai.AsyncOpenAI, family: str
+) -> None:
+    prompts = ["First", "Second one", "Third"]
+    answer = await client.completions.create(model=MODELS[family], prompt=prompts)
+    assert [c.index for c in answer.choices] == [0, 1, 2]
+    assert [c.text for c in answer.choices] == [_expected_text(family, p) for p in prompts]
+    assert [c.finish_reason for c in answer.choices] == ["stop"] * 3
+    assert answer.usage is not None
+    single = await client.completions.create(model=MODELS[family], prompt="Second one")
+    assert single.usage is not None
+    assert answer.usage.completion_tokens > single.usage.completion_tokens
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+
+@pytest.mark.parametrize("family", ["openai", "claude"])
+async def test_a_streamed_list_of_prompts_interleaves_its_choices(
+    client: openai.AsyncOpenAI, family: str
+) -> None:
+    prompts = ["Alpha", "Beta"]
+    chunks = await client.completions.create(
+        model=MODELS[family], prompt=prompts, stream=True, stream_options={"include_usage": True}
+    )
+    texts = {0: "", 1: ""}
+    finishes: dict[int, str] = {}
+    usages = []
+    async for chunk in chunks:
+        assert chunk.object == "text_completion"
+        if chunk.usage is not None:
+            usages.append(chunk.usage)
+        for choice in chunk.choices:
+            assert choice.index not in finishes  # nothing after a choice's finish reason
+            texts[choice.index] += choice.text
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert texts == {0: "Mock answer to: Alpha", 1: "Mock answer to: Beta"}
+    assert finishes == {0: "stop", 1: "stop"}
+    assert len(usages) == 1
+    assert usages[0].completion_tokens > 0
+    assert usages[0].total_tokens == usages[0].prompt_tokens + usages[0].completion_tokens
+
+
+async def test_one_failing_prompt_fails_the_request_in_openai_format(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        await client.completions.create(model="no-such-model", prompt=["a", "b"])

@@ -12,8 +12,13 @@ import msgspec
 import pytest
 
 from llmbus.api import InvalidRequest
-from llmbus.api.completions import TextChunkWriter, TextCompletionBuilder, decode_completion_request
-from llmbus.edge.routes.completions import Completions
+from llmbus.api.completions import (
+    TextChunkWriter,
+    TextCompletionBuilder,
+    decode_completion_prompts,
+    decode_completion_request,
+)
+from llmbus.edge.routes.completions import MAX_PROMPTS, Completions
 from llmbus.proto import ChatRequest, Delta, Done, Usage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "contract" / "fixtures" / "inbound" / "completions"
@@ -26,14 +31,24 @@ def test_inbound_fixture(case: Path) -> None:
     if (case / "error.json").exists():
         expected = json.loads((case / "error.json").read_text())
         with pytest.raises(InvalidRequest) as caught:
-            decode_completion_request(body)
+            decode_completion_prompts(body, MAX_PROMPTS)
         assert caught.value.param == expected["param"]
         assert caught.value.code == expected["code"]
         assert caught.value.status == expected["status"]
         return
-    chat = decode_completion_request(body)
+    chats = decode_completion_prompts(body, MAX_PROMPTS)
+    if (case / "chats.json").exists():
+        assert chats == msgspec.json.decode((case / "chats.json").read_bytes(), type=list[ChatRequest])
+        return
     expected_chat = msgspec.json.decode((case / "chat.json").read_bytes(), type=ChatRequest)
-    assert chat == expected_chat
+    assert chats == [expected_chat]
+    assert decode_completion_request(body) == expected_chat
+
+
+def test_one_request_decodes_one_prompt_only() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_completion_request(b'{"model": "m", "prompt": ["a", "b"]}')
+    assert caught.value.param == "prompt"
 
 
 @pytest.mark.parametrize(
@@ -127,6 +142,12 @@ def test_the_stream_is_text_completion_chunks_then_done(include_usage: bool) -> 
     else:
         assert usage == []
     assert encoder.ends_at_finish is not include_usage
+
+
+def test_chunks_of_a_later_choice_carry_its_index() -> None:
+    writer = TextChunkWriter("cmpl-1", "m", include_usage=False, index=3)
+    chunk = json.loads(writer.text("hi").removeprefix(b"data: "))
+    assert chunk["choices"] == [{"index": 3, "text": "hi", "logprobs": None, "finish_reason": None}]
 
 
 def test_a_stream_error_is_an_openai_error_event() -> None:

@@ -4,8 +4,8 @@ The prompt becomes one user message of the normalized request, so every family s
 it through its chat API; the answer's text comes back as a `text_completion` (whole) or
 `text_completion` chunks ending with `data: [DONE]` (streamed). What only a raw
 completion model could do is refused with a 400 naming the field: `suffix` (insertion),
-`echo`, `logprobs`, `best_of` and `n` above 1, `logit_bias`, token-id prompts, and a
-list of more than one prompt (send one request per prompt)."""
+`echo`, `logprobs`, `best_of` and `n` above 1, `logit_bias`, token-id prompts. A list
+of prompts is answered one choice per prompt (the edge fans it out, within a bound)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ from llmbus.api.completions_wire import CompletionRequest
 from llmbus.api.errors import InvalidRequest
 from llmbus.proto import ChatRequest, Delta, Message, Usage
 
-__all__ = ["TextChunkWriter", "TextCompletionBuilder", "decode_completion_request"]
+__all__ = [
+    "TextChunkWriter",
+    "TextCompletionBuilder",
+    "decode_completion_prompts",
+    "decode_completion_request",
+    "text_completion",
+]
 
 _decoder = msgspec.json.Decoder(CompletionRequest)
 _encode = msgspec.json.Encoder().encode
@@ -32,6 +38,13 @@ def _unsupported(param: str, message: str) -> InvalidRequest:
 def decode_completion_request(body: bytes) -> ChatRequest:
     """Validate a completions body and return the normalized request (the prompt as one
     user message). Raises InvalidRequest naming the offending field (`param`)."""
+    return decode_completion_prompts(body, 1)[0]
+
+
+def decode_completion_prompts(body: bytes, max_prompts: int) -> list[ChatRequest]:
+    """Validate a completions body whose `prompt` may be a list of up to `max_prompts`
+    strings: one normalized request per prompt, in order (choice `index` i answers
+    prompt i). Raises InvalidRequest naming the offending field (`param`)."""
     try:
         wire = _decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -49,7 +62,7 @@ def decode_completion_request(body: bytes) -> ChatRequest:
         raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
     if not wire.model:
         raise InvalidRequest("`model` must not be empty", param="model", code="invalid_value")
-    prompt = _prompt(wire.prompt)
+    prompts = _prompts(wire.prompt, max_prompts)
     if wire.suffix:
         raise _unsupported(
             "suffix", "`suffix` (insertion) is not supported: the gateway serves completions with chat models"
@@ -59,52 +72,52 @@ def decode_completion_request(body: bytes) -> ChatRequest:
     if wire.logprobs is not None:
         raise _unsupported("logprobs", "`logprobs` is not supported: only `null` (the default) is")
     if wire.n not in (None, 1):
-        raise _unsupported("n", "`n` must be 1: the gateway answers one choice per request")
+        raise _unsupported("n", "`n` must be 1: the gateway answers one choice per prompt")
     if wire.best_of not in (None, 1):
-        raise _unsupported("best_of", "`best_of` must be 1: the gateway answers one choice per request")
+        raise _unsupported("best_of", "`best_of` must be 1: the gateway answers one choice per prompt")
     if wire.logit_bias:
         raise _unsupported("logit_bias", "`logit_bias` is not supported (token ids differ between providers)")
     stop = [wire.stop] if isinstance(wire.stop, str) else list(wire.stop or [])
-    return ChatRequest(
-        model=wire.model,
-        messages=[Message(role="user", content=prompt)],
-        stream=bool(wire.stream),
-        include_usage=bool(wire.stream and wire.stream_options and wire.stream_options.include_usage),
-        max_tokens=wire.max_tokens or None,
-        temperature=wire.temperature,
-        top_p=wire.top_p,
-        stop=stop,
-        seed=wire.seed,
-        presence_penalty=wire.presence_penalty,
-        frequency_penalty=wire.frequency_penalty,
-        user=wire.user,
-    )
+    return [
+        ChatRequest(
+            model=wire.model,
+            messages=[Message(role="user", content=prompt)],
+            stream=bool(wire.stream),
+            include_usage=bool(wire.stream and wire.stream_options and wire.stream_options.include_usage),
+            max_tokens=wire.max_tokens or None,
+            temperature=wire.temperature,
+            top_p=wire.top_p,
+            stop=stop,
+            seed=wire.seed,
+            presence_penalty=wire.presence_penalty,
+            frequency_penalty=wire.frequency_penalty,
+            user=wire.user,
+        )
+        for prompt in prompts
+    ]
 
 
-def _prompt(prompt: str | list[object] | None) -> str:
-    """The one text prompt: a string, or a list holding one string."""
+def _prompts(prompt: str | list[object] | None, max_prompts: int) -> list[str]:
+    """The text prompts: a string, or a list of up to `max_prompts` strings."""
     if prompt is None:
         raise InvalidRequest("`prompt` is required", param="prompt", code="missing_field")
-    if isinstance(prompt, str):
-        text = prompt
-    else:
-        if not prompt:
-            raise InvalidRequest("`prompt` must not be an empty list", param="prompt", code="invalid_value")
-        if not all(isinstance(item, str) for item in prompt):
-            raise _unsupported(
-                "prompt",
-                "`prompt` must be a string or a list of strings: token ids are not supported",
-            )
-        if len(prompt) > 1:
-            raise _unsupported(
-                "prompt",
-                f"`prompt` holds {len(prompt)} prompts: send one request per prompt "
-                "(the gateway answers one prompt per request)",
-            )
-        text = str(prompt[0])
-    if not text:
-        raise InvalidRequest("`prompt` must not be empty", param="prompt", code="invalid_value")
-    return text
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    if not texts:
+        raise InvalidRequest("`prompt` must not be an empty list", param="prompt", code="invalid_value")
+    if not all(isinstance(item, str) for item in texts):
+        raise _unsupported(
+            "prompt", "`prompt` must be a string or a list of strings: token ids are not supported"
+        )
+    if len(texts) > max_prompts:
+        raise _unsupported(
+            "prompt",
+            f"`prompt` holds {len(texts)} prompts: at most {max_prompts} are answered in one request "
+            "(send the others in further requests)",
+        )
+    for text in texts:
+        if not text:
+            raise InvalidRequest("`prompt` must not be empty", param="prompt", code="invalid_value")
+    return [str(text) for text in texts]
 
 
 def _usage(usage: Usage) -> dict[str, int]:
@@ -121,14 +134,19 @@ class TextChunkWriter:
     __slots__ = ("_created", "_head", "_id", "_model", "include_usage")
 
     def __init__(
-        self, completion_id: str, model: str, include_usage: bool, created: int | None = None
+        self,
+        completion_id: str,
+        model: str,
+        include_usage: bool,
+        created: int | None = None,
+        index: int = 0,
     ) -> None:
         self._id = completion_id
         self._model = model
         self._created = created or int(time.time())
         self.include_usage = include_usage
         head = {"id": completion_id, "object": "text_completion", "created": self._created, "model": model}
-        self._head = b"data: " + _encode(head)[:-1] + b',"choices":[{"index":0,"text":'
+        self._head = b"data: " + _encode(head)[:-1] + b',"choices":[{"index":%d,"text":' % index
 
     def text(self, text: str) -> bytes:
         return self._head + _encode(text) + b',"logprobs":null,"finish_reason":null}]}\n\n'
@@ -172,22 +190,29 @@ class TextCompletionBuilder:
         if event.text:
             self._text.append(event.text)
 
+    def choice(self, index: int = 0) -> dict[str, object]:
+        return {
+            "text": "".join(self._text),
+            "index": index,
+            "logprobs": None,
+            "finish_reason": self.finish_reason,
+        }
+
     def build(self) -> bytes:
-        usage = self.usage or Usage(seq=0)
-        return _encode(
-            {
-                "id": self._id,
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": self._model,
-                "choices": [
-                    {
-                        "text": "".join(self._text),
-                        "index": 0,
-                        "logprobs": None,
-                        "finish_reason": self.finish_reason,
-                    }
-                ],
-                "usage": _usage(usage),
-            }
-        )
+        return text_completion(self._id, self._model, [self.choice()], self.usage)
+
+
+def text_completion(
+    completion_id: str, model: str, choices: list[dict[str, object]], usage: Usage | None
+) -> bytes:
+    """One `text_completion` answer (its choices in order, the usage of them all)."""
+    return _encode(
+        {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(usage or Usage(seq=0)),
+        }
+    )

@@ -1,15 +1,44 @@
 """`POST /v1/completions` (OpenAI's legacy completions), streamed or whole (served by
-`llmbus.edge.hot`): the prompt goes through the normalized request like any chat."""
+`llmbus.edge.hot`): the prompt goes through the normalized request like any chat.
+
+A list of prompts (at most `MAX_PROMPTS`) fans out: one call per prompt, all at once,
+each answering the choice whose `index` is its prompt's. Whole, the answer holds every
+choice and the usage of all; streamed, the chunks of every choice interleave as they
+come, then one usage chunk (when asked for) and `[DONE]`. A call that fails before its
+first byte fails the request (the others are cancelled); one that fails later ends the
+stream with an error event."""
 
 from __future__ import annotations
 
-from llmbus.api import ApiError, openai_error_body
-from llmbus.api.completions import TextChunkWriter, TextCompletionBuilder, decode_completion_request
-from llmbus.proto import ChatRequest, Delta, Done, Usage
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Final
 
-__all__ = ["PATH", "Completions"]
+from starlette.types import Receive, Send
+
+from llmbus.api import ApiError, openai_error_body
+from llmbus.api.completions import (
+    TextChunkWriter,
+    TextCompletionBuilder,
+    decode_completion_prompts,
+    text_completion,
+)
+from llmbus.edge.calls import Call, raise_for, report_usage
+from llmbus.edge.context import EdgeContext
+from llmbus.edge.keys import Caller
+from llmbus.edge.limits import check_request
+from llmbus.edge.quota import settle
+from llmbus.edge.relay import DURATION, REQUESTS, SSE_HEADERS, ClientGone, FanOut, open_call, respond_whole
+from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
+
+__all__ = ["MAX_PROMPTS", "PATH", "Completions"]
 
 PATH = "/v1/completions"
+MAX_PROMPTS: Final = 16
+"""The most prompts one request may carry; each is one upstream call."""
 
 
 class Completions:
@@ -23,7 +52,10 @@ class Completions:
 
     @staticmethod
     def decode(body: bytes) -> ChatRequest:
-        return decode_completion_request(body)
+        chats = decode_completion_prompts(body, MAX_PROMPTS)
+        if len(chats) > 1:
+            raise _Prompts(chats)
+        return chats[0]
 
     @staticmethod
     def encoder(answer_id: str, chat: ChatRequest) -> _TextStream:
@@ -92,3 +124,212 @@ class _TextAnswer:
         self._builder.finish_reason = done.finish_reason
         self._builder.usage = usage
         return self._builder.build()
+
+
+# --- several prompts -------------------------------------------------------------------
+
+
+class _Prompts(FanOut):
+    """A completions request with several prompts: one call each."""
+
+    def __init__(self, chats: list[ChatRequest]) -> None:
+        super().__init__(f"{len(chats)} prompts")
+        self.chats = chats
+
+    async def serve(
+        self,
+        context: EdgeContext,
+        caller: Caller,
+        headers: Mapping[str, str],
+        started: float,
+        receive: Receive,
+        send: Send,
+        responded: Callable[[], None],
+    ) -> None:
+        for chat in self.chats:
+            check_request(chat, context.settings)
+        first = self.chats[0]
+        answer_id = "cmpl-" + uuid.uuid4().hex
+        async with _cancelled_if_the_client_leaves(receive):
+            calls = await _open_all(context, self.chats, caller, headers)
+            if not first.stream:
+                body = await _whole(calls, answer_id, first.model, started)
+        responded()
+        if not first.stream:
+            headers_out = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": 200, "headers": headers_out})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        async with _cancelled_if_the_client_leaves(receive):
+            await _stream(calls, answer_id, first, started, send)
+
+
+@contextlib.asynccontextmanager
+async def _cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
+    """A client that disconnects cancels what is awaited (the calls are then closed, and
+    their upstream calls cancelled)."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def listen() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    listener = asyncio.create_task(listen())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if gone and task.uncancel() == 0:
+            raise ClientGone from None
+        raise
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def _open_all(
+    context: EdgeContext, chats: list[ChatRequest], caller: Caller, headers: Mapping[str, str]
+) -> list[tuple[Call, AnyEvent]]:
+    """Every call started and its first event read; the first failure fails them all."""
+    tasks = [asyncio.create_task(open_call(context, chat, caller, headers)) for chat in chats]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, tuple):
+                call, first = result
+                await _end(call, first, None, "499")
+        raise
+
+
+async def _end(call: Call, first: AnyEvent, usage: Usage | None, status: str) -> None:
+    """The accounting of one call that ends here (as the relay does for one)."""
+    REQUESTS.labels(call.chat.model, status).inc()
+    await call.close()
+    report_usage(call, first, usage, ok=status == "200" and call.finished)
+    await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
+
+
+class _Choice:
+    """One prompt's answer collected whole (the relay's AnswerBuilder)."""
+
+    def __init__(self) -> None:
+        self.builder = TextCompletionBuilder("", "")
+        self.usage: Usage | None = None
+
+    def add(self, event: Delta) -> None:
+        self.builder.add(event)
+
+    def build(self, done: Done, usage: Usage | None) -> bytes:
+        self.builder.finish_reason = done.finish_reason
+        self.usage = usage
+        return b""
+
+
+def _sum(usages: list[Usage | None]) -> Usage:
+    return Usage(
+        seq=0,
+        prompt_tokens=sum(u.prompt_tokens for u in usages if u),
+        completion_tokens=sum(u.completion_tokens for u in usages if u),
+    )
+
+
+async def _whole(calls: list[tuple[Call, AnyEvent]], answer_id: str, model: str, started: float) -> bytes:
+    choices = [_Choice() for _ in calls]
+    outcomes = await asyncio.gather(
+        *(
+            respond_whole(call, first, choice, started)
+            for (call, first), choice in zip(calls, choices, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return text_completion(
+        answer_id,
+        model,
+        [choice.builder.choice(index) for index, choice in enumerate(choices)],
+        _sum([choice.usage for choice in choices]),
+    )
+
+
+async def _stream(
+    calls: list[tuple[Call, AnyEvent]], answer_id: str, chat: ChatRequest, started: float, send: Send
+) -> None:
+    created = int(time.time())
+    out: asyncio.Queue[bytes] = asyncio.Queue()
+    failed = asyncio.Event()
+
+    async def pump(index: int, call: Call, first: AnyEvent) -> Usage | None:
+        writer = TextChunkWriter(answer_id, chat.model, False, created, index)
+        usage: Usage | None = None
+        status = "499"
+        finished = False
+        event = first
+        try:
+            while True:
+                match event:
+                    case Delta():
+                        if event.text:
+                            out.put_nowait(writer.text(event.text))
+                        if event.finish_reason and not finished:
+                            finished = True
+                            out.put_nowait(writer.finish(event.finish_reason))
+                    case Usage():
+                        usage = event
+                    case Done():
+                        call.finished = True
+                        status = "200"
+                        if not finished:
+                            out.put_nowait(writer.finish(event.finish_reason))
+                        return usage
+                    case Error():
+                        raise raise_for(event)
+                event = await call.next()
+        except ApiError as exc:
+            status = str(exc.status)
+            out.put_nowait(writer.error(openai_error_body(exc)))
+            failed.set()
+            return usage
+        finally:
+            DURATION.labels(call.chat.model).observe(time.perf_counter() - started)
+            await _end(call, first, usage, status)
+
+    pumps = [asyncio.create_task(pump(i, call, first)) for i, (call, first) in enumerate(calls)]
+    try:
+        while True:
+            pending = [p for p in pumps if not p.done()]
+            if not pending and out.empty():
+                break
+            if failed.is_set() and out.empty():
+                break
+            if out.empty():
+                getter = asyncio.create_task(out.get())
+                await asyncio.wait([getter, *pending], return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                chunk = getter.result()
+            else:
+                chunk = out.get_nowait()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        tail = b""
+        if not failed.is_set():
+            writer = TextChunkWriter(answer_id, chat.model, chat.include_usage, created)
+            if chat.include_usage:
+                tail += writer.usage(_sum([p.result() for p in pumps]))
+            tail += writer.done()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    finally:
+        for p in pumps:
+            p.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
