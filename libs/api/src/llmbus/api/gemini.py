@@ -349,7 +349,22 @@ class _Contents:
                 code="invalid_value",
             )
         text, failed = _result_text(result.response)
-        return Message(role="tool", tool_call_id=call_id, name=result.name, content=text, is_error=failed)
+        content: str | list[TextPart | ImagePart] = text
+        if result.parts:
+            # Images the function returned follow its result (the normalized tool message
+            # carries parts as a user message does).
+            content = [TextPart(text=text)]
+            for k, media in enumerate(result.parts):
+                at = f"{param}.functionResponse.parts[{k}]"
+                if media.inline_data is not None:
+                    content.append(_inline_image(media.inline_data, f"{at}.inlineData"))
+                elif media.file_data is not None:
+                    content.append(_file_image(media.file_data, f"{at}.fileData"))
+                else:
+                    raise InvalidRequest(
+                        f"`{at}` has neither `inlineData` nor `fileData`", param=at, code="invalid_value"
+                    )
+        return Message(role="tool", tool_call_id=call_id, name=result.name, content=content, is_error=failed)
 
     def _answered(self, call_id: str | None, name: str) -> str | None:
         for k, (pending_id, pending_name) in enumerate(self.pending):

@@ -34,6 +34,7 @@ __all__ = [
     "FunctionCallingConfig",
     "FunctionDeclaration",
     "FunctionResponse",
+    "FunctionResponsePart",
     "GenerateContentRequest",
     "GenerateContentResponse",
     "GenerationConfig",
@@ -78,12 +79,20 @@ class FunctionCall(_Wire):
     id: str | None = None
 
 
+class FunctionResponsePart(_Wire):
+    """Media a function returned along with its `response` (Gemini 3)."""
+
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+
+
 class FunctionResponse(_Wire):
     """The result of a call, sent back in a user turn. `response` must be a JSON object."""
 
     name: str
     response: dict[str, Any]
     id: str | None = None
+    parts: list[FunctionResponsePart] = []
 
 
 class Part(_Wire):
