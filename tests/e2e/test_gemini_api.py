@@ -359,3 +359,69 @@ async def test_a_stream_without_alt_sse_is_a_json_array(stack: Stack) -> None:
     assert text == "Mock answer to: Hello there"
     assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
     assert chunks[-1]["usageMetadata"]["promptTokenCount"] > 0
+
+
+@STREAM
+async def test_a_gemini_models_thought_signature_goes_back_to_it(
+    gemini: genai.client.AsyncClient, stack: Stack, stream: bool
+) -> None:
+    """A Gemini client sends the model's turn back as it came, the call's
+    `thoughtSignature` included: the gateway hands it to the Gemini upstream unchanged
+    (Gemini 3 refuses a step whose calls lost it)."""
+    config: dict[str, Any] = {
+        "tools": [types.Tool(function_declarations=[WEATHER])],
+        "automatic_function_calling": NO_AUTOMATIC_CALLS,
+    }
+    question = types.Content(role="user", parts=[types.Part(text=f"Weather in Lyon? ({stream=})")])
+    # The question names the case, to find the gateway's second call in the mock's records.
+    settings = types.GenerateContentConfig(**config)
+    if stream:
+        parts = [
+            part
+            async for chunk in await gemini.models.generate_content_stream(
+                model=MODELS["gemini"], contents=[question], config=settings
+            )
+            for part in (
+                chunk.candidates[0].content.parts or []
+                if chunk.candidates and chunk.candidates[0].content
+                else []
+            )
+        ]
+    else:
+        answer = await gemini.models.generate_content(
+            model=MODELS["gemini"], contents=[question], config=settings
+        )
+        assert answer.candidates
+        assert answer.candidates[0].content
+        parts = list(answer.candidates[0].content.parts or [])
+    calls = [part for part in parts if part.function_call is not None]
+    assert len(calls) == 1
+    signature = calls[0].thought_signature
+    assert signature, "the upstream's signature reaches the client"
+    assert calls[0].function_call is not None
+    reply = types.FunctionResponse(
+        id=calls[0].function_call.id, name="get_weather", response={"result": "rainy, 12C"}
+    )
+    history = [
+        question,
+        types.Content(role="model", parts=calls),
+        types.Content(role="user", parts=[types.Part(function_response=reply)]),
+    ]
+    second = await _ask(gemini, MODELS["gemini"], stream, history, **config)
+    assert second.text == "Tool said: rainy, 12C"
+    async with httpx.AsyncClient(base_url=stack.mock_url) as mock:
+        recorded = (await mock.get("/__mock__/requests")).json()
+    marker = f"Weather in Lyon? ({stream=})"
+    sent: list[dict[str, Any]] = []
+    for record in recorded:
+        body = record["body"]
+        if record["family"] != "gemini" or not isinstance(body, dict):
+            continue
+        contents = body.get("contents", [])
+        if not any(part.get("text") == marker for content in contents for part in content["parts"]):
+            continue
+        for content in contents:
+            if content.get("role") == "model":
+                sent += [part for part in content["parts"] if "functionCall" in part]
+    assert sent
+    assert base64.b64decode(sent[-1]["thoughtSignature"]) == signature
