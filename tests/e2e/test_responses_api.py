@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import openai
 import pytest
 from openai.types.responses import Response
 
 from llmbus.testing import Stack
+from tests.e2e.conftest import CLIENT_KEY
+from tests.e2e.test_deadlines import _all_aborted
+from tests.e2e.test_failover import MockRecords
 from tests.e2e.test_families import MODELS, PNG, WEATHER, _mock_tokens
 
 pytestmark = pytest.mark.e2e
@@ -405,3 +409,52 @@ async def test_custom_tool_round_trip(client: openai.AsyncOpenAI, family: str, s
         tools=[patch],
     )
     assert second.response.output_text == "Tool said: Done!"
+
+
+N = 6
+
+
+@pytest.fixture
+async def mock(stack: Stack) -> MockRecords:
+    records = MockRecords(stack)
+    await records.reset()
+    return records
+
+
+async def test_clients_that_give_up_before_the_first_byte_cancel_their_upstream_calls(
+    stack: Stack, mock: MockRecords
+) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=f"{stack.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=0.5
+    ) as impatient:
+
+        async def ask() -> str:
+            try:
+                await impatient.responses.create(model="dl-hang-open", input="hello")
+            except openai.APITimeoutError:
+                return "timed out"
+            return "answered"
+
+        outcomes = await asyncio.gather(*(ask() for _ in range(N)))
+    assert outcomes == ["timed out"] * N
+    await _all_aborted(mock, "hang", N, within=1.5)
+
+
+async def test_clients_that_go_away_mid_stream_cancel_their_upstream_calls(
+    stack: Stack, mock: MockRecords
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=10
+    ) as http:
+
+        async def read_then_leave() -> None:
+            body = {"model": "dl-trickle", "input": "hello", "stream": True}
+            async with http.stream("POST", "/v1/responses", json=body) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line == "event: response.output_text.delta":
+                        return  # the answer is under way; leave
+
+        await asyncio.gather(*(read_then_leave() for _ in range(N)))
+    assert len(await mock.sent(model="trickle")) == N
+    await _all_aborted(mock, "trickle", N, within=1.5)
