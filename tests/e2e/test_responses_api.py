@@ -325,7 +325,7 @@ async def test_store_switched_off(client: openai.AsyncOpenAI, stack: Stack, conf
     created = await client.responses.create(model=MODELS["openai"], input="Hello there")
     try:
         _write(config_file, original + "\nresponses:\n  store: false\n")
-        stack.processes["auth"].signal(signal.SIGHUP)
+        _reload_auth(stack)
 
         async def refused() -> bool:
             try:
@@ -345,7 +345,7 @@ async def test_store_switched_off(client: openai.AsyncOpenAI, stack: Stack, conf
         assert off.value.code == "response_store_disabled"
     finally:
         _write(config_file, original)
-        stack.processes["auth"].signal(signal.SIGHUP)
+        _reload_auth(stack)
 
     async def back() -> bool:
         try:
@@ -458,3 +458,10 @@ async def test_clients_that_go_away_mid_stream_cancel_their_upstream_calls(
         await asyncio.gather(*(read_then_leave() for _ in range(N)))
     assert len(await mock.sent(model="trickle")) == N
     await _all_aborted(mock, "trickle", N, within=1.5)
+
+
+def _reload_auth(stack: Stack) -> None:
+    """Every auth replica reads the config again."""
+    for name, process in stack.processes.items():
+        if name == "auth" or name.startswith("auth-"):
+            process.signal(signal.SIGHUP)
