@@ -236,6 +236,29 @@ async def test_with_no_worker_listening_the_edge_inbox_gets_a_no_responders_stat
     await router.bus.drain()
 
 
+async def test_a_model_whose_providers_have_no_live_worker_is_a_503_at_once(setup: Setup) -> None:
+    """Once workers have reported and none serves the model's providers, the router says
+    so itself (the edge hears no responders only on its own publishes)."""
+    setup.router.state.workers_seen["gamma"] = time.monotonic()  # a worker, of another provider
+
+    inbox = await setup.edge.route()
+
+    [event] = setup.edge.events(inbox)
+    assert isinstance(event, Error)
+    assert (event.status, event.code) == (503, "no_worker_available")
+    assert "alpha" in event.message
+    assert "beta" in event.message
+    assert setup.workers.received == []
+
+
+async def test_a_model_with_one_live_provider_is_sent_on(setup: Setup) -> None:
+    setup.router.state.workers_seen["beta"] = time.monotonic()
+
+    await setup.edge.route()
+
+    assert len(setup.workers.received) == 1
+
+
 async def test_registry_query_for_a_model_lists_its_offers(setup: Setup) -> None:
     reply = await setup.edge.bus.request(
         CONTROL_REGISTRY, RegistryQuery(kind="model", name="shared"), timeout=1

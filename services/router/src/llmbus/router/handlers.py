@@ -39,7 +39,7 @@ from llmbus.proto import (
 from llmbus.providers import configured_providers
 from llmbus.router.cluster import Cluster
 from llmbus.router.registry import Registry
-from llmbus.routing import Catalog, LiveState, RoutingError, Selector, plan
+from llmbus.routing import Catalog, LiveState, NoRoute, RoutingError, Selector, plan
 
 __all__ = ["Router"]
 
@@ -79,6 +79,18 @@ class Router:
         except RoutingError as exc:
             ROUTED.labels("", exc.code).inc()
             await self._fail(request, exc)
+            return
+        if all(self.state.has_worker(t.provider) is False for t in targets):
+            # Every step's provider has had no live worker for a while: say so at once
+            # (NATS tells the edge of no responders only on the edge's own publishes).
+            # Before any worker status has arrived (a router just started), it is sent on.
+            providers = ", ".join(sorted({t.provider for t in targets}))
+            error = NoRoute(
+                f"no llmbus worker serves `{request.model}` now (providers: {providers})",
+                code="no_worker_available",
+            )
+            ROUTED.labels("", error.code).inc()
+            await self._fail(request, error)
             return
         target = targets[0]
         exec_request = ExecRequest(
