@@ -15,7 +15,6 @@ Where the two shapes differ:
 
 from __future__ import annotations
 
-import re
 from typing import Final, Literal, TypeVar
 
 import msgspec
@@ -54,6 +53,7 @@ from llmbus.api.anthropic_wire import (
     ToolUseBlock,
     WireUsage,
 )
+from llmbus.api.bodies import decode_body
 from llmbus.api.errors import ApiError, InvalidRequest
 from llmbus.proto import (
     ChatRequest,
@@ -83,8 +83,6 @@ _Request = TypeVar("_Request", bound=CountTokensRequest)
 _messages_decoder = msgspec.json.Decoder(MessagesRequest)
 _count_decoder = msgspec.json.Decoder(CountTokensRequest)
 _encode = msgspec.json.Encoder().encode
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
-_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -94,39 +92,13 @@ def decode_messages_request(body: bytes) -> ChatRequest:
     """Validate a `POST /v1/messages` body and return the normalized request.
 
     Raises InvalidRequest naming the offending field (`param`)."""
-    return _normalize(_decode(_messages_decoder, body))
+    return _normalize(decode_body(_messages_decoder, body))
 
 
 def decode_count_tokens_request(body: bytes) -> ChatRequest:
     """Validate a `POST /v1/messages/count_tokens` body (no `max_tokens` needed) and
     return the normalized request, so that counting sees what a request would send."""
-    return _normalize(_decode(_count_decoder, body))
-
-
-def _decode(decoder: msgspec.json.Decoder[_Request], body: bytes) -> _Request:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        at = _AT_PATH.search(message)
-        path = at.group(1) if at else ""
-        if at is not None:
-            message = message[: at.start()]
-        if missing := _MISSING.search(message):
-            param = f"{path}.{missing.group(1)}" if path else missing.group(1)
-            message = f"missing required field `{param}`"
-        elif path:
-            param = path
-            message = f"{message} at `{param}`"
-        else:
-            param = None
-        raise InvalidRequest(message, param=param, code="invalid_value") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+    return _normalize(decode_body(_count_decoder, body))
 
 
 def _normalize(wire: CountTokensRequest) -> ChatRequest:

@@ -9,11 +9,11 @@ of prompts is answered one choice per prompt (the edge fans it out, within a bou
 
 from __future__ import annotations
 
-import re
 import time
 
 import msgspec
 
+from llmbus.api.bodies import decode_body
 from llmbus.api.completions_wire import CompletionRequest
 from llmbus.api.errors import InvalidRequest
 from llmbus.proto import ChatRequest, Delta, Message, Usage
@@ -28,7 +28,6 @@ __all__ = [
 
 _decoder = msgspec.json.Decoder(CompletionRequest)
 _encode = msgspec.json.Encoder().encode
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 
 
 def _unsupported(param: str, message: str) -> InvalidRequest:
@@ -45,21 +44,7 @@ def decode_completion_prompts(body: bytes, max_prompts: int) -> list[ChatRequest
     """Validate a completions body whose `prompt` may be a list of up to `max_prompts`
     strings: one normalized request per prompt, in order (choice `index` i answers
     prompt i). Raises InvalidRequest naming the offending field (`param`)."""
-    try:
-        wire = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT_PATH.search(message)
-        param = match.group(1) if match else None
-        if match is not None:
-            message = f"{message[: match.start()]} at `{param}`"
-        raise InvalidRequest(message, param=param, code="invalid_value") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+    wire = decode_body(_decoder, body)
     if not wire.model:
         raise InvalidRequest("`model` must not be empty", param="model", code="invalid_value")
     prompts = _prompts(wire.prompt, max_prompts)

@@ -9,12 +9,12 @@ several families cannot pass token ids to every upstream)."""
 from __future__ import annotations
 
 import base64
-import re
 import struct
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from llmbus.api.bodies import decode_body
 from llmbus.api.errors import InvalidRequest
 from llmbus.proto import EmbedRequest, Usage
 
@@ -28,7 +28,6 @@ __all__ = [
 MAX_INPUTS: Final = 2048
 """The most inputs one request may carry (OpenAI's own limit)."""
 
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 _encode = msgspec.json.Encoder().encode
 
 Encoding = Literal["float", "base64"]
@@ -50,21 +49,7 @@ _decoder = msgspec.json.Decoder(EmbeddingsRequest)
 def decode_embeddings_request(body: bytes) -> tuple[EmbedRequest, Encoding]:
     """Validate an embeddings body: the normalized request and the encoding the client
     wants its vectors in. Raises InvalidRequest naming the offending field (`param`)."""
-    try:
-        wire = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT_PATH.search(message)
-        param = match.group(1) if match else None
-        if match is not None:
-            message = f"{message[: match.start()]} at `{param}`"
-        raise InvalidRequest(message, param=param, code="invalid_value") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+    wire = decode_body(_decoder, body)
     if not wire.model:
         raise InvalidRequest("`model` must not be empty", param="model", code="invalid_value")
     texts = _texts(wire.input)

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from llmbus.api.bodies import decode_body, invalid_value
 from llmbus.api.errors import ApiError, InvalidRequest
 from llmbus.api.gemini_wire import (
     Blob,
@@ -90,8 +91,6 @@ _Wire = TypeVar("_Wire", GenerateContentRequest, CountTokensRequest)
 _encode = msgspec.json.Encoder().encode
 _generate_decoder = msgspec.json.Decoder(GenerateContentRequest)
 _count_decoder = msgspec.json.Decoder(CountTokensRequest)
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
-_MISSING = re.compile(r"missing required field `([^`]+)`")
 _SNAKE_KEY = re.compile(rb'"[a-z][a-z0-9]*_[a-z0-9_]*"\s*:')
 _FREE_FORM: Final = frozenset(
     {"args", "response", "parameters", "parametersJsonSchema", "responseSchema", "responseJsonSchema"}
@@ -138,31 +137,19 @@ def decode_count_tokens(body: bytes, model: str) -> ChatRequest:
 
 
 def _decode(decoder: msgspec.json.Decoder[_Wire], kind: type[_Wire], body: bytes) -> _Wire:
+    if _SNAKE_KEY.search(body) is None:
+        return decode_body(decoder, body)
+    # Field names in snake_case (Google's REST examples): read as any JSON, renamed.
+    raw = decode_body(_any_json, body)
     try:
-        if _SNAKE_KEY.search(body) is None:
-            return decoder.decode(body)
-        return msgspec.convert(_camel_keys(msgspec.json.decode(body)), kind)
+        return msgspec.convert(_camel_keys(raw), kind)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        at = _AT_PATH.search(message)
-        path = at.group(1) if at else ""
-        if at is not None:
-            message = message[: at.start()]
-        if missing := _MISSING.search(message):
-            param = f"{path}.{missing.group(1)}" if path else missing.group(1)
-            message = f"missing required field `{param}`"
-        elif path:
-            param = path
-            message = f"{message} at `{param}`"
-        else:
-            param = None
-        raise InvalidRequest(message, param=param, code="invalid_value") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
+        raise invalid_value(exc) from None
     except RecursionError:
         raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+
+
+_any_json = msgspec.json.Decoder()
 
 
 def _camel(name: str) -> str:

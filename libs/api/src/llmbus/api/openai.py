@@ -3,11 +3,11 @@ request; stream chunks and whole completions built from reply-stream events."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import msgspec
 
+from llmbus.api.bodies import decode_body
 from llmbus.api.errors import InvalidRequest
 from llmbus.api.openai_wire import (
     ChatCompletion,
@@ -37,28 +37,13 @@ __all__ = ["ChunkWriter", "CompletionBuilder", "decode_chat_request", "to_wire_m
 
 _request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _encode = msgspec.json.Encoder().encode
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
     """Validate an OpenAI chat-completions body and return the normalized request.
 
     Raises InvalidRequest naming the offending field (`param`)."""
-    try:
-        wire = _request_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT_PATH.search(message)
-        param = match.group(1) if match else None
-        if param is not None:
-            message = f"{message[: match.start()] if match else message} at `{param}`"
-        raise InvalidRequest(message, param=param, code="invalid_value") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+    wire = decode_body(_request_decoder, body)
     return _normalize(wire)
 
 

@@ -24,7 +24,6 @@ A request becomes a chat request as follows:
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from llmbus.api.bodies import decode_body
 from llmbus.api.errors import ApiError, InvalidRequest
 from llmbus.api.responses_wire import FunctionTool, InputContent, InputItem, ResponsesRequest
 from llmbus.proto import (
@@ -60,26 +60,11 @@ __all__ = [
 
 _request_decoder = msgspec.json.Decoder(ResponsesRequest)
 _encode = msgspec.json.Encoder().encode
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 
 
 def decode_responses_request(body: bytes) -> ResponsesRequest:
     """Validate a Responses API body. Raises InvalidRequest naming the offending field."""
-    try:
-        return _request_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT_PATH.search(message)
-        param = match.group(1) if match else None
-        if match is not None:
-            message = f"{message[: match.start()]} at `{param}`"
-        raise InvalidRequest(message, param=param, code="invalid_value") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the body's JSON nests too deep", code="json_too_deep") from None
+    return decode_body(_request_decoder, body)
 
 
 @dataclass(slots=True)
