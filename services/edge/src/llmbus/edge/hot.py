@@ -9,11 +9,10 @@ FastAPI's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from opentelemetry.trace import Span
@@ -31,6 +30,7 @@ from llmbus.edge.relay import (
     ClientGone,
     Dialect,
     FanOut,
+    cancelled_if_the_client_leaves,
     open_call,
     relay_stream,
     respond_whole,
@@ -96,35 +96,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-@contextlib.asynccontextmanager
-async def _cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
-    """While the answer is awaited (before its first byte, or a whole answer being
-    collected), a client that disconnects cancels the request: the call is closed and the
-    worker aborts the upstream call, instead of an upstream that hangs holding it for the
-    whole deadline."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    listener = asyncio.create_task(listen())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if gone and task.uncancel() == 0:
-            raise ClientGone from None
-        raise
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -208,7 +179,7 @@ async def _answer(
         return
     del body
     check_request(chat, settings)
-    async with _cancelled_if_the_client_leaves(receive):
+    async with cancelled_if_the_client_leaves(receive):
         call, first = await open_call(context, chat, caller, headers)
         answer_id = dialect.id_prefix + call.request_id
         whole = (

@@ -9,8 +9,10 @@ whole answer. The routes speak plain ASGI (`llmbus.edge.hot`): the stream is wri
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 from opentelemetry import trace
@@ -35,6 +37,7 @@ __all__ = [
     "Dialect",
     "FanOut",
     "StreamEncoder",
+    "cancelled_if_the_client_leaves",
     "open_call",
     "read_body",
     "relay_stream",
@@ -74,6 +77,35 @@ class Dialect(Protocol):
 
 class ClientGone(Exception):
     """The client went away before its request was read: nobody to answer."""
+
+
+@contextlib.asynccontextmanager
+async def cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
+    """While the answer is awaited (before its first byte, or a whole answer being
+    collected), a client that disconnects cancels the request: the call is closed and the
+    worker aborts the upstream call, instead of an upstream that hangs holding it for the
+    whole deadline."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def listen() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    listener = asyncio.create_task(listen())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if gone and task.uncancel() == 0:
+            raise ClientGone from None
+        raise
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
 
 
 class FanOut(Exception):

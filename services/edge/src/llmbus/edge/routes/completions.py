@@ -11,10 +11,9 @@ stream with an error event."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from starlette.types import Receive, Send
@@ -31,7 +30,15 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import check_request
 from llmbus.edge.quota import settle
-from llmbus.edge.relay import DURATION, REQUESTS, SSE_HEADERS, ClientGone, FanOut, open_call, respond_whole
+from llmbus.edge.relay import (
+    DURATION,
+    REQUESTS,
+    SSE_HEADERS,
+    FanOut,
+    cancelled_if_the_client_leaves,
+    open_call,
+    respond_whole,
+)
 from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
 
 __all__ = ["MAX_PROMPTS", "PATH", "Completions"]
@@ -150,7 +157,7 @@ class _Prompts(FanOut):
             check_request(chat, context.settings)
         first = self.chats[0]
         answer_id = "cmpl-" + uuid.uuid4().hex
-        async with _cancelled_if_the_client_leaves(receive):
+        async with cancelled_if_the_client_leaves(receive):
             calls = await _open_all(context, self.chats, caller, headers)
             if not first.stream:
                 body = await _whole(calls, answer_id, first.model, started)
@@ -161,35 +168,8 @@ class _Prompts(FanOut):
             await send({"type": "http.response.body", "body": body})
             return
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        async with _cancelled_if_the_client_leaves(receive):
+        async with cancelled_if_the_client_leaves(receive):
             await _stream(calls, answer_id, first, started, send)
-
-
-@contextlib.asynccontextmanager
-async def _cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
-    """A client that disconnects cancels what is awaited (the calls are then closed, and
-    their upstream calls cancelled)."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    listener = asyncio.create_task(listen())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if gone and task.uncancel() == 0:
-            raise ClientGone from None
-        raise
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
 
 
 async def _open_all(

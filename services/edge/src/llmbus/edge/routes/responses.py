@@ -11,10 +11,8 @@ OpenAI's format (the app's default)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import msgspec
 from fastapi import APIRouter
@@ -38,7 +36,14 @@ from llmbus.edge.deps import Authenticated, Context, authenticate
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import ClientGone as BodyClientGone
 from llmbus.edge.limits import Concurrency, check_request, read_body
-from llmbus.edge.relay import SSE_HEADERS, ClientGone, open_call, relay_stream, respond_whole
+from llmbus.edge.relay import (
+    SSE_HEADERS,
+    ClientGone,
+    cancelled_if_the_client_leaves,
+    open_call,
+    relay_stream,
+    respond_whole,
+)
 from llmbus.proto import AnyEvent, Message
 from llmbus.proto.responses import ResponseGet, ResponsePut, ResponseRecord
 from llmbus.proto.subjects import AUTH_RESPONSES_DELETE, AUTH_RESPONSES_GET, AUTH_RESPONSES_PUT
@@ -98,32 +103,6 @@ async def _store(context: EdgeContext, caller: Caller, output: ResponseOutput) -
         log.warning("response %s not stored: %s", output.id, type(exc).__name__)
 
 
-@contextlib.asynccontextmanager
-async def _cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
-    """A client that disconnects while its answer is awaited cancels the request."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    listener = asyncio.create_task(listen())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if gone and task.uncancel() == 0:
-            raise ClientGone from None
-        raise
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
-
-
 class CreateResponse:
     """`POST /v1/responses` as plain ASGI (a streamed answer is written as it comes),
     mounted among the app's routes: the app's middleware, its error handlers (OpenAI's
@@ -164,7 +143,7 @@ class CreateResponse:
         turn = to_chat_request(wire, history)
         check_request(turn.chat, settings)
         whole: bytes | None = None
-        async with _cancelled_if_the_client_leaves(receive):
+        async with cancelled_if_the_client_leaves(receive):
             call, first = await open_call(context, turn.chat, caller, headers)
             output = ResponseOutput("resp_" + call.request_id, turn)
             if not turn.chat.stream:
