@@ -233,6 +233,10 @@ async def test_a_key_over_its_concurrency_gets_429_with_retry_after_and_others_g
         )
         assert anthropic.status_code == 429
         assert anthropic.json()["error"]["type"] == "rate_limit_error"
+        embeddings = await twin.http.post(
+            "/v1/embeddings", json={"model": "ok", "input": "x"}, headers=_auth(CHAT)
+        )
+        assert embeddings.status_code == 429, "embeddings count among the key's requests too"
         other = await twin.http.post(CHAT, json=_chat(), headers={"authorization": f"Bearer {OTHER_KEY}"})
         assert other.status_code == 200
         twin.release.set()

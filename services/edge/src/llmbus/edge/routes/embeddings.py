@@ -19,8 +19,9 @@ from llmbus.api.tokens import estimate_text
 from llmbus.bus import BusFailure
 from llmbus.edge.calls import Call, client_timeouts, raise_for, report_usage
 from llmbus.edge.deps import Authenticated, Context
-from llmbus.edge.limits import MAX_MODEL_NAME, apply_key_limits, read_body
+from llmbus.edge.limits import MAX_MODEL_NAME, Concurrency, apply_key_limits, read_body
 from llmbus.edge.quota import reserve, settle
+from llmbus.edge.relay import ClientGone, cancelled_if_the_client_leaves
 from llmbus.proto import (
     ROUTE,
     AnyEvent,
@@ -71,8 +72,24 @@ class _EmbedCall(Call):
 
 @router.post(PATH)
 async def create_embeddings(request: Request, context: Context, caller: Authenticated) -> Response:
+    """Counted among the requests in flight, in total and for the key, as chat is; a
+    client that leaves cancels the call (and its upstream call)."""
+    concurrency: Concurrency = request.app.concurrency
+    with concurrency.request(), concurrency.key(caller.client.id):
+        settings = context.settings
+        body = await read_body(
+            request.headers, request.receive, settings.max_body_bytes, settings.body_timeout
+        )
+        try:
+            # Listening for the client's disconnect only once its body is read whole.
+            async with cancelled_if_the_client_leaves(request.receive):
+                return await _embed(request, context, caller, body)
+        except ClientGone:
+            return Response(status_code=499)
+
+
+async def _embed(request: Request, context: Context, caller: Authenticated, body: bytes) -> Response:
     settings = context.settings
-    body = await read_body(request.headers, request.receive, settings.max_body_bytes, settings.body_timeout)
     embed, encoding = decode_embeddings_request(body)
     del body
     if len(embed.model) > MAX_MODEL_NAME:
