@@ -132,7 +132,8 @@ def test_the_gateway_and_its_infrastructure_are_all_there() -> None:
         "mock-upstream",
     }
     assert COMPOSE_FILE.services["mock-upstream"].profiles == ["demo"]
-    assert [s for s, svc in COMPOSE_FILE.services.items() if svc.profiles] == ["mock-upstream"]
+    profiled = {s: svc.profiles for s, svc in COMPOSE_FILE.services.items() if svc.profiles}
+    assert profiled == {"mock-upstream": ["demo"], "prometheus": ["ops"], "grafana": ["ops"]}
     assert any(p.endswith(":16686") for p in COMPOSE_FILE.services["jaeger"].ports)
     assert any(p.endswith(":8317") for p in COMPOSE_FILE.services["edge"].ports)
 
@@ -282,7 +283,7 @@ def test_every_service_connects_as_its_own_nats_user(name: str) -> None:
 
 def test_nothing_but_the_edge_listens_beyond_its_container() -> None:
     for name, service in OURS.items():
-        host = service.environment.get("LLMBUS_METRICS_HOST", "127.0.0.1")
+        host = _interpolate(service.environment.get("LLMBUS_METRICS_HOST", "127.0.0.1"))
         assert host == "127.0.0.1", f"{name}'s metrics need not leave the container"
     assert OURS["edge"].environment["LLMBUS_HOST"] == "0.0.0.0"
 
