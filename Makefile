@@ -9,7 +9,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 .PHONY: help setup run test lint typecheck format unit e2e bench lock proto-schema
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[A-Za-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## create .venv with every package (pinned in requirements.lock.txt)
 	@scripts/setup.sh
