@@ -248,16 +248,30 @@ class NatsBus:
         queue: str = "",
         concurrency: int = 1024,
         subject: str | None = None,
+        traced: bool | None = None,
     ) -> Subscription:
         """Run `handler(message, delivery)` as a task for each message, inside a consumer
-        span that continues the sender's trace. At most `concurrency` run at once."""
+        span that continues the sender's trace. At most `concurrency` run at once.
+
+        `traced`: True, a span for every message (a root span when the sender sent no
+        trace context); False, never a span (the sender's context still travels on); None
+        (the default), a span for a message that carries a trace context or that someone
+        waits on (it has a reply subject), none for fire-and-forget messages published
+        untraced: worker status every few seconds, usage counts, settlements and control
+        events would otherwise each start a trace of their own."""
         limit = asyncio.Semaphore(concurrency)
         codec = topic.codec
         name = f"process {topic.pattern}"
 
+        def spanned(delivery: NatsMsg) -> bool:
+            if traced is not None:
+                return traced
+            headers = delivery.headers
+            return bool(delivery.reply) or bool(headers and "traceparent" in headers)
+
         async def run(delivery: NatsMsg) -> None:
             try:
-                if not recording():
+                if not recording() or not spanned(delivery):
                     # No span to make: the sender's trace context, when it sent one, is
                     # made current so that it travels on with what the handler sends.
                     headers = delivery.headers

@@ -97,7 +97,14 @@ class SecretBook:
         for path in _files(roots, glob):
             with path.open(encoding="utf-8", errors="replace") as lines:
                 for number, line in enumerate(lines, 1):
-                    leaks += self._leaks_in(path, number, line.rstrip("\n"), alternation)
+                    text = line.rstrip("\n")
+                    found = self._leaks_in(path, number, text, alternation)
+                    decoded = _json_values(text)
+                    if not found and decoded is not None:
+                        # A JSON log line: its values unescaped (a secret with a `"`, `\`
+                        # or a control character in it is escaped in the raw line).
+                        found = self._leaks_in(path, number, decoded, alternation)
+                    leaks += found
         return leaks
 
     def _leaks_in(
@@ -116,6 +123,33 @@ class SecretBook:
         for pattern, label in found:
             masked = pattern.sub(f"<{label}>", masked)
         return [Leak(path, number, label, _shorten(masked)) for _, label in found]
+
+
+def _json_values(line: str) -> str | None:
+    """The string values of a JSON-object log line (one JSON object per line), joined
+    by spaces; None for a line that is not one."""
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    values: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(data)
+    return " ".join(values)
 
 
 def _files(roots: Iterable[Path], glob: str) -> Iterator[Path]:

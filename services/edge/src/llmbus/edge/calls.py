@@ -20,9 +20,9 @@ gone. A client may shorten both (`client_timeouts`), never lengthen them."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Final
 
@@ -57,6 +57,9 @@ from llmbus.proto import (
     Usage,
     chat_codec,
 )
+from llmbus.telemetry.requests import claim_request_id
+
+log = logging.getLogger("llmbus.edge.calls")
 
 __all__ = ["DEADLINE_GRACE", "TIMEOUT_HEADER", "Call", "client_timeouts", "raise_for", "report_usage"]
 
@@ -140,7 +143,9 @@ class Call:
         """The estimate of the tokens the request may use, for provider limits."""
         self.reservation = reservation
         """What the client key's limits reserved, settled when the request ends."""
-        self.request_id = uuid.uuid4().hex
+        self.request_id = claim_request_id(chat.model)
+        """The HTTP request's own id (`x-request-id`) for its first call, a fresh one for
+        any other call it makes and after a re-routing (`llmbus.telemetry.requests`)."""
         self._inbox = inbox
         self._inbox_cm = inbox.open(self.request_id)
         self.reply, self._queue = self._inbox_cm.__enter__()
@@ -269,13 +274,16 @@ class Call:
     async def _reroute(self) -> None:
         old_id, old_inbox = self.request_id, self._inbox_cm
         self.rerouted = True
-        self.request_id = uuid.uuid4().hex
+        self.request_id = claim_request_id()
         self._inbox_cm = self._inbox.open(self.request_id)
         self.reply, self._queue = self._inbox_cm.__enter__()
         old_inbox.__exit__(None, None, None)
         self._seq = 0
         REROUTED.inc()
-        trace.get_current_span().add_event("llmbus.rerouted", {"llmbus.first_request_id": old_id})
+        trace.get_current_span().add_event(
+            "llmbus.rerouted", {"llmbus.first_request_id": old_id, "llmbus.bus_request_id": self.request_id}
+        )
+        log.info("re-routed: nobody took bus request %s; now %s", old_id, self.request_id)
         try:
             await self.bus.publish(CANCEL, CancelRequest(request_id=old_id), request_id=old_id, traced=False)
         except BusFailure:

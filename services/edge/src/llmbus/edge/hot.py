@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from opentelemetry.trace import Span
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from llmbus.api import ApiError
 from llmbus.edge.calls import Call
@@ -38,6 +38,8 @@ from llmbus.edge.relay import (
 from llmbus.edge.routes import chat, completions, gemini, messages
 from llmbus.edge.tracing import record_status, server_span
 from llmbus.proto import AnyEvent
+from llmbus.telemetry.logs import log_requests
+from llmbus.telemetry.requests import RequestInfo, new_request, reset_request
 
 __all__ = ["EdgeApp", "error_payload"]
 
@@ -68,27 +70,84 @@ class EdgeApp(FastAPI):
     """Chat requests in flight (set by `create_app` from the settings)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            method = scope["method"]
-            if method == "POST":
-                # Gemini's paths name the model and method: `/v1beta/models/{model}:…`.
-                dialect = _DIALECTS.get(scope["path"]) or gemini.dialect_for(scope)
-                if dialect is not None:
-                    await _serve(self.state.context, self.concurrency, dialect, scope, receive, send)
-                    return
-            if method not in _BODILESS:
-                settings = self.state.context.settings
-                length = _header(scope, b"content-length")
-                receive = limited_receive(
-                    {"content-length": length} if length is not None else {},
-                    receive,
-                    settings.max_body_bytes,
-                    settings.body_timeout,
-                )
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Every response names its request (`x-request-id`, ours; a client's own
+        # well-formed `x-request-id` comes back as `x-client-request-id`): the same id is
+        # the request id on the bus, on the server span and on every log line about it.
+        info, token = new_request(_header(scope, b"x-request-id"))
+        ids = [(b"x-request-id", info.id.encode())]
+        if info.client_id is not None:
+            ids.append((b"x-client-request-id", info.client_id.encode()))
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", ()), *ids]}
+            await send(message)
+
+        try:
+            await self._http(scope, receive, send_with_id)
+        finally:
+            if _LOG_REQUESTS and scope["path"] not in _QUIET:
+                _log_request(scope, status, started, info)
+            reset_request(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "POST":
+            # Gemini's paths name the model and method: `/v1beta/models/{model}:…`.
+            dialect = _DIALECTS.get(scope["path"]) or gemini.dialect_for(scope)
+            if dialect is not None:
+                await _serve(self.state.context, self.concurrency, dialect, scope, receive, send)
+                return
+        if method not in _BODILESS:
+            settings = self.state.context.settings
+            length = _header(scope, b"content-length")
+            receive = limited_receive(
+                {"content-length": length} if length is not None else {},
+                receive,
+                settings.max_body_bytes,
+                settings.body_timeout,
+            )
         await super().__call__(scope, receive, send)
 
 
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOG_REQUESTS = log_requests()
+"""Whether a line is logged per finished request (`LLMBUS_LOG_REQUESTS`)."""
+_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+_requests_log = logging.getLogger("llmbus.requests")
+
+
+def _log_request(scope: Scope, status: int, started: float, info: RequestInfo) -> None:
+    """One line per finished request: never a body, a header or the query string."""
+    fields: dict[str, object] = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        "request_id": info.id,
+    }
+    if info.model:
+        fields["model"] = info.model
+    if info.client_id is not None:
+        fields["client_request_id"] = info.client_id
+    others = [bus_id for bus_id in info.bus_ids if bus_id != info.id]
+    if others:
+        fields["bus_request_ids"] = others
+    _requests_log.info(
+        "%s %s %d %.1fms",
+        scope["method"],
+        scope["path"],
+        status,
+        fields["duration_ms"],
+        extra={"fields": fields},
+    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -109,6 +109,8 @@ def main() -> int:
         "lifespan": "on",
         "log_level": "warning",
         "access_log": False,
+        # uvicorn's own lines through our handler (JSON or text, redacted).
+        "log_config": None,
         # The edge's own drain ends what is still running first (llmbus.edge.drain).
         "timeout_graceful_shutdown": math.ceil(settings.drain_seconds) + 2,
     }

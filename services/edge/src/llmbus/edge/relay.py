@@ -26,6 +26,7 @@ from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
 from llmbus.edge.quota import estimate, reserve, settle
 from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
+from llmbus.telemetry.requests import request_id
 
 __all__ = [
     "DURATION",
@@ -215,7 +216,8 @@ async def open_call(
         reservation=reservation,
         usage=context.usage,
     )
-    span.set_attribute("llmbus.request_id", call.request_id)
+    if call.request_id != request_id():  # another call of the same HTTP request
+        span.add_event("llmbus.call", {"llmbus.bus_request_id": call.request_id})
     routed = False
     try:
         await call.start()

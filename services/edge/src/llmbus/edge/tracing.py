@@ -14,6 +14,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmbus.telemetry import extract, recording
+from llmbus.telemetry.requests import current_request
 
 __all__ = ["TracingMiddleware", "record_status", "server_span"]
 
@@ -54,11 +55,14 @@ def server_span(scope: Scope) -> AbstractContextManager[Span]:
     if not recording():
         return _Carried(headers)
     method, path = scope["method"], scope["path"]
+    attributes = {"http.request.method": method, "url.path": path}
+    request = current_request()
+    if request is not None:
+        attributes["llmbus.request_id"] = request.id
+        if request.client_id is not None:
+            attributes["llmbus.client_request_id"] = request.client_id
     return _tracer.start_as_current_span(
-        f"{method} {path}",
-        context=extract(headers),
-        kind=SpanKind.SERVER,
-        attributes={"http.request.method": method, "url.path": path},
+        f"{method} {path}", context=extract(headers), kind=SpanKind.SERVER, attributes=attributes
     )
 
 
