@@ -88,3 +88,17 @@ if __name__ == "__main__":
     print(HEADER)
     print("| --- | --- | --- | --- | --- |")
     print("\n".join(subject_rows()))
+
+
+def test_every_document_link_stays_in_the_repository_and_resolves() -> None:
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = document.read_text()
+        assert not re.search(r"DESIGN\.md|\.\./shared|\bshared/", text), (
+            f"{document.name} points outside the project"
+        )
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            resolved = (document.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT), f"{document.name} links {target}, outside the repository"
+            assert resolved.exists(), f"{document.name} links {target}, which does not exist"
