@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,35 @@ def test_the_ops_setting_opens_each_metrics_port_to_the_compose_network(name: st
     assert _interpolate(env.get("LLMBUS_METRICS_HOST", "127.0.0.1")) == "127.0.0.1", "loopback by default"
     opened = _interpolate(env.get("LLMBUS_METRICS_HOST", "127.0.0.1"), {"LLMBUS_METRICS_HOST": "0.0.0.0"})
     assert opened == "0.0.0.0", f"LLMBUS_METRICS_HOST=0.0.0.0 does not let Prometheus reach {name}"
+
+
+_PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(_PROMTOOL is None, reason="no promtool here (Debian: apt-get install prometheus)")
+def test_promtool_accepts_the_config_and_every_dashboard_query(tmp_path: Path) -> None:
+    assert _PROMTOOL is not None
+    config = subprocess.run(
+        [_PROMTOOL, "check", "config", "--syntax-only", str(PROMETHEUS)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert config.returncode == 0, config.stdout + config.stderr
+    # Each query as a recording rule, Grafana's variables filled in as Grafana would.
+    filled = {"$__rate_interval": "1m", "$model": ".*", "$provider": ".*"}
+    rules = []
+    for index, expr in enumerate(_expressions()):
+        if expr.startswith("label_values("):
+            continue  # Grafana's own function, not PromQL
+        for variable, value in filled.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"llmbus:dashboard_query_{index}", "expr": expr})
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = subprocess.run(
+        [_PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(rules)} rules found" in checked.stdout
