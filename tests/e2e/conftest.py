@@ -67,6 +67,9 @@ def stack(
             "OPENAI_BASE_URL": mock_url,
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            # A line per finished request in the edge's log (what tests/e2e/test_request_id.py
+            # follows; the suite's secret scan reads them all).
+            "LLMBUS_LOG_REQUESTS": "1",
             "LLMBUS_PROVIDERS": ",".join(
                 [
                     *("openai", "flaky", "spare", "broken", "local"),

@@ -38,13 +38,15 @@ class RequestInfo:
     """What is known about the request being handled (one object per HTTP request,
     shared by every task the request starts)."""
 
-    __slots__ = ("bus_ids", "claimed", "client_id", "id", "model")
+    __slots__ = ("bus_ids", "claimed", "client_id", "id", "model", "trace_id")
 
     def __init__(self, request_id: str, client_id: str | None = None) -> None:
         self.id = request_id
         self.client_id = client_id
         self.claimed = False
         self.model = ""
+        self.trace_id = ""
+        """The trace of the request's server span (for lines logged after it ended)."""
         self.bus_ids: list[str] = []
         """Every request id this request used on the bus (fan-out, re-routing)."""
 

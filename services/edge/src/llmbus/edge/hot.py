@@ -36,7 +36,7 @@ from llmbus.edge.relay import (
     respond_whole,
 )
 from llmbus.edge.routes import chat, completions, gemini, messages
-from llmbus.edge.tracing import record_status, server_span
+from llmbus.edge.tracing import note_trace, record_status, server_span
 from llmbus.proto import AnyEvent
 from llmbus.telemetry.logs import log_requests
 from llmbus.telemetry.requests import RequestInfo, new_request, reset_request
@@ -135,6 +135,8 @@ def _log_request(scope: Scope, status: int, started: float, info: RequestInfo) -
     }
     if info.model:
         fields["model"] = info.model
+    if info.trace_id:
+        fields["trace_id"] = info.trace_id
     if info.client_id is not None:
         fields["client_request_id"] = info.client_id
     others = [bus_id for bus_id in info.bus_ids if bus_id != info.id]
@@ -187,6 +189,7 @@ async def _serve(
         if key not in headers:
             headers[key] = value.decode("latin-1")
     with server_span(scope) as span:
+        note_trace(span)
         progress = _Progress()
         try:
             # Places among all requests, then among the key's, held until the request

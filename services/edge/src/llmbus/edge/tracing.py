@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmbus.telemetry import extract, recording
 from llmbus.telemetry.requests import current_request
 
-__all__ = ["TracingMiddleware", "record_status", "server_span"]
+__all__ = ["TracingMiddleware", "note_trace", "record_status", "server_span"]
 
 _tracer = trace.get_tracer("llmbus.edge")
 _UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -66,6 +66,14 @@ def server_span(scope: Scope) -> AbstractContextManager[Span]:
     )
 
 
+def note_trace(span: Span) -> None:
+    """Remember the server span's trace with the request, for its log line."""
+    request = current_request()
+    context = span.get_span_context()
+    if request is not None and context.is_valid:
+        request.trace_id = f"{context.trace_id:032x}"
+
+
 def record_status(span: Span, status: int) -> None:
     span.set_attribute("http.response.status_code", status)
     if status >= 500:
@@ -81,6 +89,7 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         with server_span(scope) as span:
+            note_trace(span)
 
             async def traced_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
