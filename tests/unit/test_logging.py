@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 from llmbus.bus import Delivery
 from llmbus.bus import client as bus_client
 from llmbus.bus.client import connect
-from llmbus.proto import CONTROL_REGISTRY, WORKER_STATUS, RegistryQuery, WorkerStatus
+from llmbus.proto import CANCEL, CONTROL_REGISTRY, WORKER_STATUS, CancelRequest, RegistryQuery, WorkerStatus
 from llmbus.telemetry.logs import JsonFormatter, TextFormatter, _RedactingFilter, redact
 from llmbus.telemetry.requests import (
     bind_request_id,
@@ -241,3 +241,26 @@ async def test_a_request_someone_waits_on_gets_a_span_even_without_a_trace_conte
         await bus.drain()
     names = [s.name for s in spans.get_finished_spans()]
     assert names.count("process control.v1.registry") == 1
+
+
+async def test_a_handlers_log_lines_name_the_request_of_its_message(
+    nats_url: str, json_log: _Captured
+) -> None:
+    bus = await connect(nats_url, name="test-logging-request-ids")
+    handled = asyncio.Event()
+
+    async def on_cancel(request: CancelRequest, _: Delivery) -> None:
+        json_log.logger.info("cancelling")
+        handled.set()
+
+    try:
+        await bus.subscribe(CANCEL, on_cancel)
+        await bus.flush()
+        await bus.publish(CANCEL, CancelRequest(request_id="feedc0de" * 4), request_id="feedc0de" * 4)
+        await asyncio.wait_for(handled.wait(), 5)
+    finally:
+        await bus.drain()
+    json_log.logger.info("afterwards")
+    during, after = json_log.json()
+    assert during["request_id"] == "feedc0de" * 4
+    assert "request_id" not in after

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from llmbus.proto import BusError, Codec
+from llmbus.telemetry.requests import bind_request_id, reset_request
 
 if TYPE_CHECKING:
     from llmbus.bus.protocol import Bus, Delivery
@@ -23,6 +24,7 @@ log = logging.getLogger("llmbus.bus")
 async def dispatch(
     bus: Bus, codec: Codec[M], handler: Callable[[M, Delivery], Awaitable[None]], delivery: Delivery
 ) -> None:
+    token = None
     try:
         try:
             message = codec.decode(delivery.data)
@@ -30,9 +32,16 @@ async def dispatch(
             log.warning("dropping a malformed message on %s: %s", delivery.subject, exc)
             await bus.respond_error(delivery, BusError(status=400, code="bad_message", message=str(exc)))
             return
+        request_id = getattr(message, "request_id", None)
+        if isinstance(request_id, str) and request_id:
+            # Every line logged about a request's message names it (`llmbus.telemetry.logs`).
+            token = bind_request_id(request_id)
         await handler(message, delivery)
     except Exception:
         log.exception("handler for %s failed", delivery.subject)
         await bus.respond_error(
             delivery, BusError(status=500, code="internal_error", message="the handler failed")
         )
+    finally:
+        if token is not None:
+            reset_request(token)
