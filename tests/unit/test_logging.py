@@ -8,6 +8,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,7 +20,14 @@ from llmbus.bus import Delivery
 from llmbus.bus import client as bus_client
 from llmbus.bus.client import connect
 from llmbus.proto import CANCEL, CONTROL_REGISTRY, WORKER_STATUS, CancelRequest, RegistryQuery, WorkerStatus
-from llmbus.telemetry.logs import JsonFormatter, TextFormatter, _RedactingFilter, redact
+from llmbus.telemetry.logs import (
+    JsonFormatter,
+    TextFormatter,
+    _RedactingFilter,
+    log_format,
+    log_requests,
+    redact,
+)
 from llmbus.telemetry.requests import (
     bind_request_id,
     claim_request_id,
@@ -27,6 +35,7 @@ from llmbus.telemetry.requests import (
     new_request,
     reset_request,
 )
+from llmbus.testing.leaks import SecretBook
 
 SECRETS = [
     "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0",
@@ -264,3 +273,45 @@ async def test_a_handlers_log_lines_name_the_request_of_its_message(
     during, after = json_log.json()
     assert during["request_id"] == "feedc0de" * 4
     assert "request_id" not in after
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "json"), ("json", "json"), ("TEXT", "text"), (" text ", "text"), ("xml", "json")],
+)
+def test_the_log_format_setting(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: str) -> None:
+    if value is None:
+        monkeypatch.delenv("LLMBUS_LOG_FORMAT", raising=False)
+    else:
+        monkeypatch.setenv("LLMBUS_LOG_FORMAT", value)
+    assert log_format() == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, False), ("0", False), ("1", True), ("true", True)])
+def test_request_logging_is_off_unless_asked_for(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv("LLMBUS_LOG_REQUESTS", raising=False)
+    else:
+        monkeypatch.setenv("LLMBUS_LOG_REQUESTS", value)
+    assert log_requests() is expected
+
+
+def test_the_suites_log_scan_reads_json_lines(tmp_path: Path) -> None:
+    book = SecretBook()
+    secret = 'pass"word\\with-escapes'
+    book.add(secret, "a password with quotes")
+    log = tmp_path / "service.log"
+    lines = [
+        json.dumps({"message": "plain line"}),
+        json.dumps({"message": "connecting with " + secret}),
+        "not json: " + secret,
+    ]
+    assert secret not in lines[1], "JSON escapes it"
+    log.write_text("\n".join(lines) + "\n")
+    leaks = book.scan([tmp_path])
+    assert [(leak.line, leak.label) for leak in leaks] == [
+        (2, "a password with quotes"),
+        (3, "a password with quotes"),
+    ]
