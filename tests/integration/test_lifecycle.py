@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from llmbus.bus import Delivery, Lifecycle, NatsBus, NoResponders, connect
+from llmbus.bus import Delivery, Lifecycle, NatsBus, NoResponders, connect, retry_within
 from llmbus.proto import CONTROL_REGISTRY, RegistryQuery, RegistryReply
 from llmbus.testing import free_port, start_nats
 
@@ -48,8 +48,13 @@ class Service:
         self.ready = asyncio.Event()
         self.order: list[str] = []
         self.handled = 0
+        self.working = asyncio.Event()
+        """Set once a handler runs."""
+        self.started = 0
 
     async def answer(self, query: RegistryQuery, delivery: Delivery) -> None:
+        self.working.set()
+        self.started += 1
         try:
             await asyncio.sleep(self.work)
         except asyncio.CancelledError:
@@ -94,7 +99,13 @@ def _health(port: int) -> int:
 
 
 async def _ask(bus: NatsBus, name: str) -> bytes:
-    reply = await bus.request(CONTROL_REGISTRY, RegistryQuery(kind="model", name=name), timeout=10)
+    # A loaded server may see the service's flushed queue subscription a moment late
+    # (nats-server#2876): asked again, as the services themselves do.
+    reply = await retry_within(
+        10,
+        lambda _: bus.request(CONTROL_REGISTRY, RegistryQuery(kind="model", name=name), timeout=10),
+        on=NoResponders,
+    )
     return reply.body
 
 
@@ -108,11 +119,13 @@ async def test_on_stop_no_new_work_is_taken_and_work_in_flight_finishes(own_nats
         await asyncio.sleep(0.2)  # the metrics port and the flush
         assert await asyncio.to_thread(_health, metrics_port) == 200
         in_flight = [asyncio.create_task(_ask(client, f"m{i}")) for i in range(3)]
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            while service.started < 3:
+                await asyncio.sleep(0.01)
         service.stop.set()
         await asyncio.sleep(0.1)
         with pytest.raises(NoResponders):
-            await _ask(client, "late")
+            await client.request(CONTROL_REGISTRY, RegistryQuery(kind="model", name="late"), timeout=10)
         assert sorted(await asyncio.gather(*in_flight)) == [b"m0", b"m1", b"m2"]
         await asyncio.wait_for(running, 10)
     finally:
@@ -133,7 +146,7 @@ async def test_work_longer_than_the_drain_time_is_cut(own_nats_url: str) -> None
     try:
         await asyncio.wait_for(service.ready.wait(), 10)
         asking = asyncio.create_task(_ask(client, "forever"))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(service.working.wait(), 10)
         service.stop.set()
         await asyncio.wait_for(running, 10)
         asking.cancel()
