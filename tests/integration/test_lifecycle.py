@@ -49,12 +49,14 @@ class Service:
         self.order: list[str] = []
         self.handled = 0
         self.working = asyncio.Event()
-        """Set once a handler runs."""
+        """Set once `expected` handlers have begun."""
+        self.expected = 1
         self.started = 0
 
     async def answer(self, query: RegistryQuery, delivery: Delivery) -> None:
-        self.working.set()
         self.started += 1
+        if self.started >= self.expected:
+            self.working.set()
         try:
             await asyncio.sleep(self.work)
         except asyncio.CancelledError:
@@ -118,10 +120,9 @@ async def test_on_stop_no_new_work_is_taken_and_work_in_flight_finishes(own_nats
         await asyncio.wait_for(service.ready.wait(), 10)
         await asyncio.sleep(0.2)  # the metrics port and the flush
         assert await asyncio.to_thread(_health, metrics_port) == 200
+        service.expected = 3
         in_flight = [asyncio.create_task(_ask(client, f"m{i}")) for i in range(3)]
-        async with asyncio.timeout(10):
-            while service.started < 3:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(service.working.wait(), 10)
         service.stop.set()
         await asyncio.sleep(0.1)
         with pytest.raises(NoResponders):
