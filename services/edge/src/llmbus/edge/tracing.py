@@ -70,6 +70,8 @@ def note_trace(span: Span) -> None:
     """Remember the server span's trace with the request, for its log line."""
     request = current_request()
     context = span.get_span_context()
+    if not context.is_valid:  # nothing records: the client's own trace, if it sent one
+        context = trace.get_current_span().get_span_context()
     if request is not None and context.is_valid:
         request.trace_id = f"{context.trace_id:032x}"
 
