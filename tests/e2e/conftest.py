@@ -70,6 +70,7 @@ def stack(
             # A line per finished request in the edge's log (what tests/e2e/test_request_id.py
             # follows; the suite's secret scan reads them all).
             "LLMBUS_LOG_REQUESTS": "1",
+            "LLMBUS_LOG_FORMAT": "json",
             "LLMBUS_PROVIDERS": ",".join(
                 [
                     *("openai", "flaky", "spare", "broken", "local"),
