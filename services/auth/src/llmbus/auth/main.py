@@ -6,6 +6,9 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from llmbus.auth.cooldowns import CooldownHandlers
@@ -70,7 +73,14 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     vault = Vault.from_settings(settings.token_key, settings.token_key_file, dev=settings.dev)
     async with Lifecycle("auth", settings, stop) as life:
         redis = Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
+            settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            health_check_interval=15,
+            # A pooled connection to a Redis that has restarted fails on first use: tried
+            # again on a fresh one at once, instead of a 503 for whoever asked first.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError],
         )
         life.on_close(redis.aclose)
         await _wait_for_redis(redis)
