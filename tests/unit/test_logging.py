@@ -35,6 +35,7 @@ from llmbus.telemetry.requests import (
     new_request,
     reset_request,
 )
+from llmbus.testing import free_port, start_nats
 from llmbus.testing.leaks import SecretBook
 
 SECRETS = [
@@ -175,6 +176,18 @@ def test_a_malformed_client_request_id_is_ignored(sent: str) -> None:
 # Subscriptions: which messages get a consumer span
 
 
+@pytest.fixture(scope="module")
+def quiet_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A bus of its own: on the session's, the end-to-end stack's workers send their
+    status and its edges ask the routers, which these subscriptions would hear too."""
+    port = free_port()
+    process = start_nats(port, tmp_path_factory.mktemp("logging-bus"))
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     """The bus client's spans, recorded in memory (as if the process exported spans)."""
@@ -187,9 +200,9 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
 
 
 async def test_periodic_worker_status_starts_no_trace_but_a_traced_message_continues_its_own(
-    nats_url: str, spans: InMemorySpanExporter
+    quiet_nats_url: str, spans: InMemorySpanExporter
 ) -> None:
-    bus = await connect(nats_url, name="test-logging-spans")
+    bus = await connect(quiet_nats_url, name="test-logging-spans")
     seen: list[str] = []
     done = asyncio.Event()
 
@@ -226,9 +239,9 @@ async def test_periodic_worker_status_starts_no_trace_but_a_traced_message_conti
 
 
 async def test_a_request_someone_waits_on_gets_a_span_even_without_a_trace_context(
-    nats_url: str, spans: InMemorySpanExporter
+    quiet_nats_url: str, spans: InMemorySpanExporter
 ) -> None:
-    bus = await connect(nats_url, name="test-logging-requests")
+    bus = await connect(quiet_nats_url, name="test-logging-requests")
     got = asyncio.Event()
 
     async def on_query(_: RegistryQuery, delivery: Delivery) -> None:
@@ -253,9 +266,9 @@ async def test_a_request_someone_waits_on_gets_a_span_even_without_a_trace_conte
 
 
 async def test_a_handlers_log_lines_name_the_request_of_its_message(
-    nats_url: str, json_log: _Captured
+    quiet_nats_url: str, json_log: _Captured
 ) -> None:
-    bus = await connect(nats_url, name="test-logging-request-ids")
+    bus = await connect(quiet_nats_url, name="test-logging-request-ids")
     handled = asyncio.Event()
 
     async def on_cancel(request: CancelRequest, _: Delivery) -> None:
