@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Generic, Protocol, TypeVar
+
 from llmbus.api import (
     ApiError,
     ChunkWriter,
@@ -12,7 +14,7 @@ from llmbus.api import (
 )
 from llmbus.proto import ChatRequest, Delta, Done, Usage
 
-__all__ = ["PATH", "ChatCompletions"]
+__all__ = ["PATH", "ChatCompletions", "OpenAIAnswer", "OpenAIChunkStream"]
 
 PATH = "/v1/chat/completions"
 
@@ -35,37 +37,52 @@ class ChatCompletions:
         return _ChunkStream(ChunkWriter(answer_id, chat.model, chat.include_usage))
 
     @staticmethod
-    def builder(answer_id: str, chat: ChatRequest) -> _Completion:
-        return _Completion(CompletionBuilder(answer_id, chat.model))
+    def builder(answer_id: str, chat: ChatRequest) -> OpenAIAnswer[CompletionBuilder]:
+        return OpenAIAnswer(CompletionBuilder(answer_id, chat.model))
 
 
-class _ChunkStream:
-    """OpenAI's chunks as the relay's StreamEncoder: a role chunk first, then the deltas;
-    the finish chunk as soon as the finish reason is known, the usage chunk (when asked
-    for) as soon as usage is, then `[DONE]` — in the order and at the moments an
-    OpenAI-compatible upstream sends them."""
+class _Writer(Protocol):
+    """What an OpenAI-style chunk writer has (chat chunks, `text_completion` chunks)."""
+
+    @property
+    def include_usage(self) -> bool: ...
+
+    def finish(self, reason: str) -> bytes: ...
+
+    def usage(self, usage: Usage) -> bytes: ...
+
+    def done(self) -> bytes: ...
+
+    def error(self, body: bytes) -> bytes: ...
+
+
+W = TypeVar("W", bound=_Writer)
+
+
+class OpenAIChunkStream(Generic[W]):
+    """OpenAI-style chunks as the relay's StreamEncoder: the finish chunk as soon as the
+    finish reason is known, the usage chunk (when asked for) as soon as usage is, then
+    `[DONE]`, in the order and at the moments an OpenAI-compatible upstream sends them.
+    A subclass writes the start and the deltas of its own chunk kind."""
 
     __slots__ = ("_finished", "_usage_sent", "_writer")
 
-    def __init__(self, writer: ChunkWriter) -> None:
+    def __init__(self, writer: W) -> None:
         self._writer = writer
         self._finished = False
         self._usage_sent = False
 
     def start(self) -> bytes:
-        return self._writer.role()
+        return b""
 
     def delta(self, event: Delta) -> bytes:
-        writer = self._writer
-        out = (
-            writer.delta(event)
-            if event.text or event.reasoning or event.tool_calls or event.reasoning_signature
-            else b""
-        )
+        raise NotImplementedError
+
+    def _finish_once(self, event: Delta) -> bytes:
         if event.finish_reason and not self._finished:
             self._finished = True
-            out += writer.finish(event.finish_reason)
-        return out
+            return self._writer.finish(event.finish_reason)
+        return b""
 
     @property
     def ends_at_finish(self) -> bool:
@@ -88,12 +105,41 @@ class _ChunkStream:
         return self._writer.error(openai_error_body(error))
 
 
-class _Completion:
-    """OpenAI's `chat.completion` as the relay's AnswerBuilder."""
+class _ChunkStream(OpenAIChunkStream[ChunkWriter]):
+    """Chat chunks: a role chunk first, then the deltas."""
+
+    __slots__ = ()
+
+    def start(self) -> bytes:
+        return self._writer.role()
+
+    def delta(self, event: Delta) -> bytes:
+        has_content = event.text or event.reasoning or event.tool_calls or event.reasoning_signature
+        out = self._writer.delta(event) if has_content else b""
+        return out + self._finish_once(event)
+
+
+class _Builder(Protocol):
+    """What an OpenAI-style whole-answer builder has."""
+
+    finish_reason: str
+    usage: Usage | None
+
+    def add(self, event: Delta) -> None: ...
+
+    def build(self) -> bytes: ...
+
+
+B = TypeVar("B", bound=_Builder)
+
+
+class OpenAIAnswer(Generic[B]):
+    """A whole OpenAI-style answer (`chat.completion`, `text_completion`) as the relay's
+    AnswerBuilder."""
 
     __slots__ = ("_builder",)
 
-    def __init__(self, builder: CompletionBuilder) -> None:
+    def __init__(self, builder: B) -> None:
         self._builder = builder
 
     def add(self, event: Delta) -> None:
