@@ -8,7 +8,6 @@ FastAPI's."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -32,7 +31,7 @@ from llmbus.edge.relay import (
     FanOut,
     cancelled_if_the_client_leaves,
     open_call,
-    relay_stream,
+    relay_stream_to_client,
     respond_whole,
 )
 from llmbus.edge.routes import chat, completions, gemini, messages
@@ -267,29 +266,5 @@ async def _stream(
     receive: Receive,
     send: Send,
 ) -> None:
-    """Relay the stream; a client that disconnects cancels it (as Starlette's
-    StreamingResponse does), which closes the call and cancels the upstream request."""
-    task = asyncio.current_task()
-    assert task is not None
-    writing = True
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if writing:
-            gone = True
-            task.cancel()
-
-    def written() -> None:
-        nonlocal writing
-        writing = False
-        listener.cancel()
-
-    listener = asyncio.create_task(listen())
-    try:
-        await relay_stream(call, first, dialect.encoder(answer_id, call.chat), started, send, written)
-    except asyncio.CancelledError:
-        if not gone or task.uncancel():
-            raise
+    """Relay the stream; a client that disconnects cancels it."""
+    await relay_stream_to_client(call, first, dialect.encoder(answer_id, call.chat), started, receive, send)

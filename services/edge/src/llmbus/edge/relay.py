@@ -42,6 +42,7 @@ __all__ = [
     "open_call",
     "read_body",
     "relay_stream",
+    "relay_stream_to_client",
     "respond_whole",
 ]
 
@@ -300,6 +301,38 @@ async def _answer_complete(
         pass  # the answer was complete; only its usage is lost
     call.finished = True
     return usage
+
+
+async def relay_stream_to_client(
+    call: Call, first: AnyEvent, encoder: StreamEncoder, started: float, receive: Receive, send: Send
+) -> None:
+    """`relay_stream`, with a client that disconnects before the last event cancelling it
+    (as Starlette's StreamingResponse does), which closes the call and cancels the
+    upstream request."""
+    task = asyncio.current_task()
+    assert task is not None
+    writing = True
+    gone = False
+
+    async def listen() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if writing:
+            gone = True
+            task.cancel()
+
+    def written() -> None:
+        nonlocal writing
+        writing = False
+        listener.cancel()
+
+    listener = asyncio.create_task(listen())
+    try:
+        await relay_stream(call, first, encoder, started, send, written)
+    except asyncio.CancelledError:
+        if not gone or task.uncancel():
+            raise
 
 
 async def relay_stream(

@@ -10,7 +10,6 @@ OpenAI's format (the app's default)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -41,7 +40,7 @@ from llmbus.edge.relay import (
     ClientGone,
     cancelled_if_the_client_leaves,
     open_call,
-    relay_stream,
+    relay_stream_to_client,
     respond_whole,
 )
 from llmbus.proto import AnyEvent, Message
@@ -170,35 +169,13 @@ async def _stream(
 ) -> None:
     """Relay the stream; the response is stored before its last event goes out. A
     client that disconnects cancels the call (and the upstream request)."""
-    task = asyncio.current_task()
-    assert task is not None
-    writing = True
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if writing:
-            gone = True
-            task.cancel()
-
-    def written() -> None:
-        nonlocal writing
-        writing = False
-        listener.cancel()
 
     async def storing_send(message: AsgiMessage) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             await _store(context, caller, output)
         await send(message)
 
-    listener = asyncio.create_task(listen())
-    try:
-        await relay_stream(call, first, ResponseEventStream(output), started, storing_send, written)
-    except asyncio.CancelledError:
-        if not gone or task.uncancel():
-            raise
+    await relay_stream_to_client(call, first, ResponseEventStream(output), started, receive, storing_send)
 
 
 async def _ask(context: Context, caller: Authenticated, response_id: str, delete: bool) -> bytes:
