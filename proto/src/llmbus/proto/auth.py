@@ -158,6 +158,38 @@ class UsageRecord(Msg, frozen=True, kw_only=True):
     requests: int = 1
 
 
+UsageDimension = Literal["key", "provider", "credential", "model"]
+
+
+class UsageQuery(Msg, frozen=True, kw_only=True):
+    """`auth.v1.usage.query`: the daily aggregates of the last `days` UTC days (today
+    included), grouped by one dimension."""
+
+    by: UsageDimension = "model"
+    days: int = 7
+
+
+class UsageRow(Msg, frozen=True, kw_only=True):
+    """What one group (a key id, provider, hashed credential id or model) used on one UTC day."""
+
+    day: str
+    """`YYYY-MM-DD` (UTC)."""
+    group: str
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class UsageReport(Msg, frozen=True, kw_only=True):
+    by: UsageDimension
+    days: int
+    rows: list[UsageRow] = []
+    """Oldest day first, then by group; days and groups with no request are left out."""
+
+
 # --- quotas ----------------------------------------------------------------------------
 
 

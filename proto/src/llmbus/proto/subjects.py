@@ -38,7 +38,9 @@ from llmbus.proto.auth import (
     QuotaSettle,
     TokenReply,
     TokenRequest,
+    UsageQuery,
     UsageRecord,
+    UsageReport,
 )
 from llmbus.proto.chat import ChatRequest
 from llmbus.proto.control import (
@@ -89,6 +91,7 @@ __all__ = [
     "AUTH_STATE",
     "AUTH_TOKENS_GET",
     "AUTH_USAGE_EVENTS",
+    "AUTH_USAGE_QUERY",
     "CANCEL",
     "CONTROL_COOLDOWNS",
     "CONTROL_COOLDOWNS_CLEARED",
@@ -208,6 +211,9 @@ AUTH_KEYS_USAGE: Endpoint[KeyUsageRequest, KeyUsage] = Endpoint(
 )
 AUTH_USAGE_EVENTS: Topic[UsageRecord] = Topic("auth.v1.events.usage", Codec(UsageRecord), queue="auth")
 """Published by the edge when a request ends; one auth replica counts each (queue group)."""
+AUTH_USAGE_QUERY: Endpoint[UsageQuery, UsageReport] = Endpoint(
+    "auth.v1.usage.query", Codec(UsageQuery), queue="auth", reply=Codec(UsageReport)
+)
 
 AUTH_QUOTA_RESERVE: Endpoint[QuotaReserve, QuotaGrant] = Endpoint(
     "auth.v1.quota.reserve", Codec(QuotaReserve), queue="auth", reply=Codec(QuotaGrant)

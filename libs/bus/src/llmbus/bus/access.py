@@ -80,6 +80,7 @@ _RULES: Final[Mapping[str, Rule]] = {
     subjects.AUTH_KEYS_REVOKE.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_KEYS_USAGE.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_USAGE_EVENTS.pattern: Rule(EDGE, AUTH),
+    subjects.AUTH_USAGE_QUERY.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_MANAGEMENT_ATTEMPT.pattern: Rule(EDGE, AUTH),
     # Stored responses (Responses API): the edge asks, auth answers.
     subjects.AUTH_RESPONSES_PUT.pattern: Rule(EDGE, AUTH),
