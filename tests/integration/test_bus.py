@@ -68,6 +68,34 @@ async def test_inbox_delivers_frames_in_publish_order(bus: Bus) -> None:
     assert seqs == list(range(500))
 
 
+async def test_a_direct_subscription_delivers_as_read_and_keeps_nothing_pending(bus: Bus) -> None:
+    """Frames handed straight to the callback: none may count as pending in nats-py, or a
+    long-lived inbox would one day be refused as a slow consumer (its limits are 512 Ki
+    messages and 128 MiB of pending data)."""
+    subject = f"test.{secrets.token_hex(4)}.direct"
+    seen: list[bytes] = []
+    failing = [True]
+
+    def callback(msg: Delivery) -> None:
+        if failing[0]:
+            failing[0] = False
+            raise RuntimeError("a failing callback loses its message, not the subscription")
+        seen.append(msg.data)
+
+    sub = await bus.subscribe_direct(subject, callback)
+    payloads = [b"%06d" % n + b"x" * 4096 for n in range(1001)]
+    for payload in payloads:
+        await bus.publish_raw(subject, payload)
+    await bus.flush()
+    for _ in range(100):
+        if len(seen) == 1000:
+            break
+        await asyncio.sleep(0.02)
+    assert seen == payloads[1:]
+    assert sub.pending_bytes == 0  # type: ignore[attr-defined]
+    assert sub.pending_msgs == 0  # type: ignore[attr-defined]
+
+
 async def test_request_reply_round_trip_and_error_header(bus: Bus) -> None:
     async def handler(request: KeyVerifyRequest, delivery: Delivery) -> None:
         if request.key_hash == "bad":
@@ -128,3 +156,25 @@ async def test_slow_handlers_run_concurrently(bus: Bus) -> None:
     finally:
         await sub.unsubscribe()
     assert peak == 5
+
+
+@pytest.mark.parametrize("yielding", [True, False])
+async def test_publishes_arrive_whole_and_in_order_one_per_loop_pass_or_in_a_burst(
+    bus: Bus, yielding: bool
+) -> None:
+    """The client writes what is pending at the end of each loop pass; a burst larger
+    than the socket takes at once (16 MiB) waits for it to drain instead."""
+    subject = f"test.{secrets.token_hex(4)}.order"
+    seen: list[bytes] = []
+    await bus.subscribe_direct(subject, lambda msg: seen.append(msg.data[:6]))
+    expected = [b"%06d" % n for n in range(2048)]
+    for head in expected:
+        await bus.publish_raw(subject, head + b"x" * 8192)
+        if yielding:
+            await asyncio.sleep(0)
+    await bus.flush(timeout=10)
+    for _ in range(200):
+        if len(seen) == len(expected):
+            break
+        await asyncio.sleep(0.02)
+    assert seen == expected

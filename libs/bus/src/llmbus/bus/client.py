@@ -120,7 +120,7 @@ async def connect(
     clients: list[NATS] = []
 
     async def attempt(_: float | None) -> NATS:
-        nc = NATS()
+        nc = _Client()
         clients.append(nc)
         await nc.connect(url, **options)
         return nc
@@ -159,6 +159,73 @@ async def connect(
         if isinstance(exc, NatsError):
             raise BusUnavailable(f"cannot connect to NATS at {where}: {exc}") from None
         raise BusUnavailable(f"cannot connect to NATS at {where} within {timeout:g}s") from None
+
+
+class _Client(NATS):
+    """nats-py's client, with what is pending written by a loop callback at the end of
+    the loop's current pass instead of by waking its flusher task (a Future, a queue and
+    a task step per flush). Publishes made in one pass still go out in one write; under
+    backpressure (the socket's buffer above `_BACKPRESSURE` bytes), when not connected or
+    when a flush is forced, nats-py's own flusher does it, waiting for the socket to drain.
+
+    Tied to nats-py 2.x's internals (`_flush_pending`, `_pending`, `_pending_data_size`,
+    `_transport`), which the pinned version has; tests/integration/test_bus.py covers it."""
+
+    _write_scheduled = False
+
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        if force_flush or not self.is_connected or self._congested():
+            return await super()._flush_pending(force_flush)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_pending)
+        return None
+
+    def _congested(self) -> bool:
+        writer = getattr(self._transport, "_io_writer", None)
+        if writer is None:
+            return True  # another transport (websocket): nats-py's own way
+        return bool(writer.transport.get_write_buffer_size() > _BACKPRESSURE)
+
+    def _write_pending(self) -> None:
+        self._write_scheduled = False
+        if self._pending_data_size == 0 or not self.is_connected or self._transport is None:
+            return
+        pending = self._pending
+        self._pending = []
+        self._pending_data_size = 0
+        try:
+            self._transport.writelines(pending)
+        except OSError as exc:
+            task = asyncio.get_running_loop().create_task(self._process_op_err(exc))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+
+_BACKPRESSURE = 4 * 1024 * 1024
+"""Bytes the socket may hold unsent before publishes wait for it (nats-py's flusher)."""
+_background: set[asyncio.Task[None]] = set()
+
+
+class _Direct(asyncio.Queue[NatsMsg]):
+    """A subscription's pending queue that delivers as it is given: nats-py puts each
+    message here (`Client._process_msg`) and would have the subscription's task take it
+    off; this calls the callback at once instead, so nothing is ever queued (the task
+    waits on it forever and ends when the subscription does). Tied to nats-py 2.x's
+    subscription internals (`_pending_queue`, `_pending_size`), which the pinned version
+    has; tests/integration/test_bus.py covers it."""
+
+    def __init__(self, sub: NatsSubscription, callback: Callable[[Delivery], None]) -> None:
+        super().__init__()
+        self._sub = sub
+        self._callback = callback
+
+    def put_nowait(self, item: NatsMsg) -> None:
+        self._sub._pending_size -= len(item.data)  # counted by nats-py as pending; it is not
+        try:
+            self._callback(item)
+        except Exception:
+            log.exception("callback for %s failed", item.subject)
 
 
 class NatsBus:
@@ -303,6 +370,19 @@ class NatsBus:
     ) -> Subscription:
         """A plain subscription whose callback runs inline (for inboxes: keep it short)."""
         sub = await self.nc.subscribe(subject, queue=queue, cb=callback)
+        self._subscriptions.append(sub)
+        return sub
+
+    async def subscribe_direct(self, subject: str, callback: Callable[[Delivery], None]) -> Subscription:
+        """A subscription whose callback nats-py's read loop calls for each message,
+        instead of handing it to the subscription's own task through a queue: for the
+        reply inboxes, one task switch less per frame (a stream's every chunk)."""
+
+        async def unused(msg: NatsMsg) -> None:  # nats-py wants a callback to start its task
+            callback(msg)
+
+        sub = await self.nc.subscribe(subject, cb=unused)
+        sub._pending_queue = _Direct(sub, callback)
         self._subscriptions.append(sub)
         return sub
 

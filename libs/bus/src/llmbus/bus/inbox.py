@@ -81,9 +81,9 @@ class Inbox:
         self._streams: dict[str, StreamInbox] = {}
 
     async def start(self) -> None:
-        await self._bus.subscribe_raw(self.prefix + ".*", self._dispatch)
+        await self._bus.subscribe_direct(self.prefix + ".*", self._dispatch)
 
-    async def _dispatch(self, msg: Delivery) -> None:
+    def _dispatch(self, msg: Delivery) -> None:
         stream = self._streams.get(msg.subject[self._start :])
         if stream is not None:
             stream.put_nowait(msg)

@@ -82,6 +82,11 @@ class Bus(Protocol):
         """A plain subscription whose callback runs inline, one message after another."""
         ...
 
+    async def subscribe_direct(self, subject: str, callback: Callable[[Delivery], None]) -> Subscription:
+        """A subscription whose plain (not async) callback is called as each message is
+        read off the connection: no task hop per message. The callback must not block."""
+        ...
+
     async def flush(self, timeout: int = 2) -> None: ...
 
     async def drain(self, timeout: float = 5.0) -> None:

@@ -9,8 +9,8 @@ services bind the id of the message they handle (`bind_request_id`).
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar, Token
 
 __all__ = [
@@ -64,7 +64,7 @@ def client_request_id(sent: str | None) -> str | None:
 
 def new_request(client_sent: str | None = None) -> tuple[RequestInfo, Token[RequestInfo | None]]:
     """A new request with a fresh id, made current; `reset_request(token)` when it ends."""
-    info = RequestInfo(uuid.uuid4().hex, client_request_id(client_sent))
+    info = RequestInfo(os.urandom(16).hex(), client_request_id(client_sent))
     return info, _current.set(info)
 
 
@@ -95,11 +95,11 @@ def claim_request_id(model: str = "") -> str:
     request: bus ids must be unique); every one is remembered with the request."""
     info = _current.get()
     if info is None:
-        return uuid.uuid4().hex
+        return os.urandom(16).hex()
     if model and not info.model:
         info.model = model
     if info.claimed:
-        fresh = uuid.uuid4().hex
+        fresh = os.urandom(16).hex()
     else:
         info.claimed = True
         fresh = info.id

@@ -305,6 +305,12 @@ class InMemoryBus:
         self._subscriptions.append(sub)
         return sub
 
+    async def subscribe_direct(self, subject: str, callback: Callable[[Delivery], None]) -> Subscription:
+        async def deliver(msg: Delivery) -> None:
+            callback(msg)
+
+        return await self.subscribe_raw(subject, deliver)
+
     async def flush(self, timeout: int = 2) -> None:
         """Every message published so far has reached its subscriptions (NATS: the server
         has it)."""

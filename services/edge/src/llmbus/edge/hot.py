@@ -25,6 +25,7 @@ from llmbus.edge.keys import Caller
 from llmbus.edge.limits import ClientGone as BodyClientGone
 from llmbus.edge.limits import Concurrency, check_request, limited_receive, read_body, refusal_headers
 from llmbus.edge.relay import (
+    CONNECTION,
     SSE_HEADERS,
     ClientGone,
     Dialect,
@@ -35,6 +36,7 @@ from llmbus.edge.relay import (
     respond_whole,
 )
 from llmbus.edge.routes import chat, completions, gemini, messages
+from llmbus.edge.server import DISCONNECT
 from llmbus.edge.tracing import note_trace, record_status, server_span
 from llmbus.proto import AnyEvent
 from llmbus.telemetry.logs import log_requests
@@ -89,11 +91,13 @@ class EdgeApp(FastAPI):
                 message = {**message, "headers": [*message.get("headers", ()), *ids]}
             await send(message)
 
+        connection = CONNECTION.set(scope.get(DISCONNECT))
         try:
             await self._http(scope, receive, send_with_id)
         finally:
             if _LOG_REQUESTS and scope["path"] not in _QUIET:
                 _log_request(scope, status, started, info)
+            CONNECTION.reset(connection)
             reset_request(token)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,9 +10,9 @@ whole answer. The routes speak plain ASGI (`llmbus.edge.hot`): the stream is wri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Protocol
 
 from opentelemetry import trace
@@ -25,10 +25,12 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
 from llmbus.edge.quota import estimate, reserve, settle
+from llmbus.edge.server import Disconnect
 from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
 from llmbus.telemetry.requests import request_id
 
 __all__ = [
+    "CONNECTION",
     "DURATION",
     "FIRST_TOKEN",
     "REQUESTS",
@@ -81,33 +83,81 @@ class ClientGone(Exception):
     """The client went away before its request was read: nobody to answer."""
 
 
-@contextlib.asynccontextmanager
-async def cancelled_if_the_client_leaves(receive: Receive) -> AsyncIterator[None]:
+CONNECTION: ContextVar[Disconnect | None] = ContextVar("llmbus_connection", default=None)
+"""The current request's `Disconnect`, when the edge's own protocol serves it (set by
+`EdgeApp`); without it, a task per request waits on `receive()` for the disconnect."""
+
+
+class _Cancelling:
+    """Cancels the current task when the client's connection is lost, until `stop()`."""
+
+    __slots__ = ("_listener", "_task", "_watch", "fired")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.fired = False
+        self._listener: asyncio.Task[None] | None = None
+        self._watch = watch = CONNECTION.get()
+        if watch is None:
+            self._listener = asyncio.create_task(self._listen(receive))
+        elif watch.lost:
+            self._fire()
+        else:
+            watch.on_lost = self._fire
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._task.cancel()
+
+    async def _listen(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._fire()
+
+    def stop(self) -> None:
+        """The client may leave from now on without cancelling anything."""
+        if self._watch is not None:
+            self._watch.on_lost = None
+        elif self._listener is not None:
+            self._listener.cancel()
+
+    async def stopped(self) -> None:
+        self.stop()
+        if self._listener is not None:
+            await asyncio.gather(self._listener, return_exceptions=True)
+
+    def absorbs(self) -> bool:
+        """Whether a CancelledError the task got is this one's (the client left) and no
+        other cancellation is pending."""
+        return self.fired and self._task.uncancel() == 0
+
+
+class _UntilTheClientLeaves:
+    __slots__ = ("_cancelling", "_receive")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._cancelling: _Cancelling | None = None
+
+    async def __aenter__(self) -> None:
+        self._cancelling = _Cancelling(self._receive)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> None:
+        cancelling = self._cancelling
+        assert cancelling is not None
+        await cancelling.stopped()
+        if kind is not None and issubclass(kind, asyncio.CancelledError) and cancelling.absorbs():
+            raise ClientGone from None
+
+
+def cancelled_if_the_client_leaves(receive: Receive) -> _UntilTheClientLeaves:
     """While the answer is awaited (before its first byte, or a whole answer being
     collected), a client that disconnects cancels the request: the call is closed and the
     worker aborts the upstream call, instead of an upstream that hangs holding it for the
-    whole deadline."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    listener = asyncio.create_task(listen())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if gone and task.uncancel() == 0:
-            raise ClientGone from None
-        raise
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+    whole deadline. Raises ClientGone then."""
+    return _UntilTheClientLeaves(receive)
 
 
 class FanOut(Exception):
@@ -309,29 +359,11 @@ async def relay_stream_to_client(
     """`relay_stream`, with a client that disconnects before the last event cancelling it
     (as Starlette's StreamingResponse does), which closes the call and cancels the
     upstream request."""
-    task = asyncio.current_task()
-    assert task is not None
-    writing = True
-    gone = False
-
-    async def listen() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if writing:
-            gone = True
-            task.cancel()
-
-    def written() -> None:
-        nonlocal writing
-        writing = False
-        listener.cancel()
-
-    listener = asyncio.create_task(listen())
+    cancelling = _Cancelling(receive)
     try:
-        await relay_stream(call, first, encoder, started, send, written)
+        await relay_stream(call, first, encoder, started, send, cancelling.stop)
     except asyncio.CancelledError:
-        if not gone or task.uncancel():
+        if not cancelling.absorbs():
             raise
 
 

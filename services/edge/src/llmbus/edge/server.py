@@ -15,6 +15,7 @@ each process from its settings."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 import httptools
@@ -23,7 +24,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from llmbus.edge.settings import EdgeSettings
 
-__all__ = ["LINGER_SECONDS", "PROTOCOL", "HeadLimitedProtocol"]
+__all__ = ["DISCONNECT", "LINGER_SECONDS", "PROTOCOL", "Disconnect", "HeadLimitedProtocol"]
 
 LINGER_SECONDS = 2.0
 """How long a connection closed before its request was read whole (a refused body or
@@ -42,6 +43,30 @@ _DEFAULTS = EdgeSettings()
 
 class _TooManyHeaders(Exception):
     pass
+
+
+DISCONNECT = "llmbus.disconnect"
+"""The ASGI scope key of the request's `Disconnect` (set by `HeadLimitedProtocol`)."""
+
+
+class Disconnect:
+    """Tells a request's handler that its client's connection is gone, by a callback from
+    the protocol's `connection_lost`: the hot routes learn of a disconnect without a task
+    per request waiting on ASGI `receive()` for it."""
+
+    __slots__ = ("lost", "on_lost")
+
+    def __init__(self) -> None:
+        self.lost = False
+        self.on_lost: Callable[[], object] | None = None
+        """Called once when the connection is lost, if set by then."""
+
+    def fire(self) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        if self.on_lost is not None:
+            self.on_lost()
 
 
 class _LingeringTransport:
@@ -124,6 +149,9 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
         super().connection_lost(exc)
+        # As uvicorn tells only its current cycle (`receive()` answers http.disconnect).
+        if self.cycle is not None and isinstance(watch := self.cycle.scope.get(DISCONNECT), Disconnect):
+            watch.fire()
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
@@ -153,6 +181,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        # The request's task is created but has not run yet: it finds this in its scope.
+        self.scope[DISCONNECT] = Disconnect()  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         self.request_complete = True
