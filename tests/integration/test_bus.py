@@ -158,6 +158,31 @@ async def test_slow_handlers_run_concurrently(bus: Bus) -> None:
     assert peak == 5
 
 
+async def test_messages_beyond_the_concurrency_wait_their_turn_in_order(bus: Bus) -> None:
+    running = 0
+    peak = 0
+    order: list[str] = []
+
+    async def slow(request: KeyVerifyRequest, delivery: Delivery) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        order.append(request.key_hash)
+        await asyncio.sleep(0.05)
+        running -= 1
+        await bus.respond(delivery, VERIFY, KeyVerifyReply(valid=False))
+
+    sub = await bus.subscribe(VERIFY, slow, subject=VERIFY.pattern, concurrency=2)
+    try:
+        await asyncio.gather(
+            *(bus.request(VERIFY, KeyVerifyRequest(key_hash=str(i)), timeout=5) for i in range(8))
+        )
+    finally:
+        await sub.unsubscribe()
+    assert peak == 2
+    assert sorted(order) == [str(i) for i in range(8)]
+
+
 @pytest.mark.parametrize("yielding", [True, False])
 async def test_publishes_arrive_whole_and_in_order_one_per_loop_pass_or_in_a_burst(
     bus: Bus, yielding: bool

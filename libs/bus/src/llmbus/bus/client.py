@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -215,7 +216,7 @@ class _Direct(asyncio.Queue[NatsMsg]):
     subscription internals (`_pending_queue`, `_pending_size`), which the pinned version
     has; tests/integration/test_bus.py covers it."""
 
-    def __init__(self, sub: NatsSubscription, callback: Callable[[Delivery], None]) -> None:
+    def __init__(self, sub: NatsSubscription, callback: Callable[[NatsMsg], None]) -> None:
         super().__init__()
         self._sub = sub
         self._callback = callback
@@ -318,7 +319,9 @@ class NatsBus:
         traced: bool | None = None,
     ) -> Subscription:
         """Run `handler(message, delivery)` as a task for each message, inside a consumer
-        span that continues the sender's trace. At most `concurrency` run at once.
+        span that continues the sender's trace. At most `concurrency` run at once; the
+        messages beyond wait, in order, for a place. Each task is started as its message is
+        read off the connection (`subscribe_direct`), not from the subscription's own task.
 
         `traced`: True, a span for every message (a root span when the sender sent no
         trace context); False, never a span (the sender's context still travels on); None
@@ -326,9 +329,10 @@ class NatsBus:
         waits on (it has a reply subject), none for fire-and-forget messages published
         untraced: worker status every few seconds, usage counts, settlements and control
         events would otherwise each start a trace of their own."""
-        limit = asyncio.Semaphore(concurrency)
         codec = topic.codec
         name = f"process {topic.pattern}"
+        running = 0
+        waiting: deque[NatsMsg] = deque()
 
         def spanned(delivery: NatsMsg) -> bool:
             if traced is not None:
@@ -337,6 +341,7 @@ class NatsBus:
             return bool(delivery.reply) or bool(headers and "traceparent" in headers)
 
         async def run(delivery: NatsMsg) -> None:
+            nonlocal running
             try:
                 if not recording() or not spanned(delivery):
                     # No span to make: the sender's trace context, when it sent one, is
@@ -353,17 +358,24 @@ class NatsBus:
                     span.set_attribute("messaging.destination.name", delivery.subject)
                     await dispatch(self, codec, handler, delivery)
             finally:
-                limit.release()
+                running -= 1
+                if waiting:
+                    start(waiting.popleft())
 
-        async def on_message(delivery: NatsMsg) -> None:
-            await limit.acquire()
+        def start(delivery: NatsMsg) -> None:
+            nonlocal running
+            running += 1
             task = asyncio.create_task(run(delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-        sub = await self.nc.subscribe(subject or topic.wildcard(), queue=queue, cb=on_message)
-        self._subscriptions.append(sub)
-        return sub
+        def on_message(delivery: NatsMsg) -> None:
+            if running < concurrency:
+                start(delivery)
+            else:
+                waiting.append(delivery)
+
+        return await self._subscribe_direct(subject or topic.wildcard(), on_message, queue)
 
     async def subscribe_raw(
         self, subject: str, callback: Callable[[Delivery], Awaitable[None]], *, queue: str = ""
@@ -373,15 +385,22 @@ class NatsBus:
         self._subscriptions.append(sub)
         return sub
 
-    async def subscribe_direct(self, subject: str, callback: Callable[[Delivery], None]) -> Subscription:
+    async def subscribe_direct(
+        self, subject: str, callback: Callable[[Delivery], None], *, queue: str = ""
+    ) -> Subscription:
         """A subscription whose callback nats-py's read loop calls for each message,
-        instead of handing it to the subscription's own task through a queue: for the
-        reply inboxes, one task switch less per frame (a stream's every chunk)."""
+        instead of handing it to the subscription's own task through a queue: one task
+        switch less per message (a stream's every chunk, at the inboxes)."""
 
+        return await self._subscribe_direct(subject, callback, queue)
+
+    async def _subscribe_direct(
+        self, subject: str, callback: Callable[[NatsMsg], None], queue: str
+    ) -> Subscription:
         async def unused(msg: NatsMsg) -> None:  # nats-py wants a callback to start its task
             callback(msg)
 
-        sub = await self.nc.subscribe(subject, cb=unused)
+        sub = await self.nc.subscribe(subject, queue=queue, cb=unused)
         sub._pending_queue = _Direct(sub, callback)
         self._subscriptions.append(sub)
         return sub

@@ -82,7 +82,9 @@ class Bus(Protocol):
         """A plain subscription whose callback runs inline, one message after another."""
         ...
 
-    async def subscribe_direct(self, subject: str, callback: Callable[[Delivery], None]) -> Subscription:
+    async def subscribe_direct(
+        self, subject: str, callback: Callable[[Delivery], None], *, queue: str = ""
+    ) -> Subscription:
         """A subscription whose plain (not async) callback is called as each message is
         read off the connection: no task hop per message. The callback must not block."""
         ...

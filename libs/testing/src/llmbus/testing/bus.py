@@ -305,11 +305,13 @@ class InMemoryBus:
         self._subscriptions.append(sub)
         return sub
 
-    async def subscribe_direct(self, subject: str, callback: Callable[[Delivery], None]) -> Subscription:
+    async def subscribe_direct(
+        self, subject: str, callback: Callable[[Delivery], None], *, queue: str = ""
+    ) -> Subscription:
         async def deliver(msg: Delivery) -> None:
             callback(msg)
 
-        return await self.subscribe_raw(subject, deliver)
+        return await self.subscribe_raw(subject, deliver, queue=queue)
 
     async def flush(self, timeout: int = 2) -> None:
         """Every message published so far has reached its subscriptions (NATS: the server
