@@ -6,6 +6,7 @@ so frames stay in order even when the heartbeat task sends one."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -17,7 +18,7 @@ __all__ = ["Emitter"]
 
 
 class Emitter:
-    __slots__ = ("_bus", "_guard", "closed", "last_sent", "reply", "seq", "started")
+    __slots__ = ("_bus", "_guard", "beat", "closed", "last_sent", "reply", "seq", "started")
 
     def __init__(self, bus: Bus, reply: str, seq: int, guard: str) -> None:
         self._bus = bus
@@ -27,6 +28,8 @@ class Emitter:
         self.last_sent = 0.0
         self.started = False
         self.closed = False
+        self.beat: asyncio.TimerHandle | None = None
+        """The timer of the next heartbeat (the worker's)."""
 
     async def emit(self, event: AnyEvent) -> None:
         """Stamp `event` with the next sequence number and send it."""

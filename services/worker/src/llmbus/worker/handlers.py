@@ -140,6 +140,7 @@ class Worker:
         self.limits = Limits(bus)
         self.rests = Rests()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._beating: set[asyncio.Task[None]] = set()
         self._subscriptions: dict[str, Subscription] = {}
 
     @property
@@ -187,7 +188,9 @@ class Worker:
         assert task is not None
         self._running[request.request_id] = task
         emitter = Emitter(self.bus, request.reply, request.seq, f"{self.guard_prefix}.{request.request_id}")
-        beat = asyncio.create_task(self._heartbeats(emitter))
+        emitter.beat = asyncio.get_running_loop().call_later(
+            min(self.heartbeat_interval, FIRST_HEARTBEAT), self._heartbeat, emitter, True
+        )
         try:
             await self._execute(request, emitter)
         except asyncio.CancelledError as cancelled:
@@ -199,28 +202,30 @@ class Worker:
             log.warning("lost the bus while streaming %s", request.request_id)
         finally:
             emitter.close()
-            beat.cancel()
+            if emitter.beat is not None:
+                emitter.beat.cancel()
             self._running.pop(request.request_id, None)
 
-    async def _heartbeats(self, emitter: Emitter) -> None:
-        """Heartbeats while nothing else is sent. The first comes after at most
-        `FIRST_HEARTBEAT` seconds, well inside the edge's accept timeout, so the edge learns
-        that a worker has the request; an upstream that answers sooner says so itself
-        (`Started`), which saves one frame per request."""
+    def _heartbeat(self, emitter: Emitter, first: bool) -> None:
+        """Heartbeats while nothing else is sent, from a timer (no task per request). The
+        first comes after at most `FIRST_HEARTBEAT` seconds, well inside the edge's accept
+        timeout, so the edge learns that a worker has the request; an upstream that answers
+        sooner says so itself (`Started`), which saves one frame per request."""
+        if emitter.closed:
+            return
         interval = self.heartbeat_interval
-        await asyncio.sleep(min(interval, FIRST_HEARTBEAT))
-        if emitter.last_sent == 0.0:
-            try:
-                await emitter.heartbeat()
-            except BusUnavailable:
-                return
-        while True:
-            await asyncio.sleep(interval)
-            if time.monotonic() - emitter.last_sent >= interval * 0.9:
-                try:
-                    await emitter.heartbeat()
-                except BusUnavailable:
-                    return
+        if emitter.last_sent == 0.0 if first else time.monotonic() - emitter.last_sent >= interval * 0.9:
+            task = asyncio.create_task(self._send_heartbeat(emitter))
+            self._beating.add(task)
+            task.add_done_callback(self._beating.discard)
+        emitter.beat = asyncio.get_running_loop().call_later(interval, self._heartbeat, emitter, False)
+
+    @staticmethod
+    async def _send_heartbeat(emitter: Emitter) -> None:
+        try:
+            await emitter.heartbeat()
+        except BusUnavailable:
+            log.debug("no heartbeat sent: the bus is unavailable")
 
     async def _execute(self, request: ExecRequest, emitter: Emitter) -> None:
         target = request.target
