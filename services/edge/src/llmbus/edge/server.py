@@ -70,18 +70,26 @@ class Disconnect:
 
 
 class _LingeringTransport:
-    """The connection's transport as uvicorn sees it: `close()` while the request is
-    still arriving shuts the sending side (the answer goes out, then FIN) and discards
-    what comes in until the client closes or `LINGER_SECONDS` pass. Closing a socket
-    with unread bytes would send a reset, and the client would lose the answer."""
+    """The connection's transport as uvicorn sees it.
+
+    Writes made in one pass of the event loop go out together at its end, in one
+    syscall: uvicorn writes a response's head, its body and the end of a chunked body
+    each on its own, which would be two or three sends (and as many wakeups of the
+    client) for every answer.
+
+    `close()` while the request is still arriving shuts the sending side (the answer goes
+    out, then FIN) and discards what comes in until the client closes or
+    `LINGER_SECONDS` pass. Closing a socket with unread bytes would send a reset, and the
+    client would lose the answer."""
 
     def __init__(self, inner: asyncio.Transport, protocol: HeadLimitedProtocol) -> None:
         self._inner = inner
         self._protocol = protocol
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
-        # The hot methods bound directly: no indirection on every write.
-        self.write = inner.write
+        self._out: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+        # The hot methods bound directly: no indirection.
         self.get_extra_info = inner.get_extra_info
         self.pause_reading = inner.pause_reading
         self.resume_reading = inner.resume_reading
@@ -89,10 +97,27 @@ class _LingeringTransport:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+    def write(self, data: bytes) -> None:
+        out = self._out
+        if not out:
+            self._loop.call_soon(self.flush)
+        out.append(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            self._inner.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._inner.write_eof()
+
     def is_closing(self) -> bool:
         return self._closing or self._inner.is_closing()
 
     def close(self) -> None:
+        self.flush()
         if self._closing or self._inner.is_closing():
             return
         self._closing = True
@@ -105,6 +130,7 @@ class _LingeringTransport:
         self._timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, self._inner.close)
 
     def close_now(self) -> None:
+        self.flush()
         self._inner.close()
 
     def lost(self) -> None:
