@@ -102,23 +102,37 @@ def _no_secrets(trace: Trace, *secrets: str) -> None:
         assert secret not in text, f"{secret} in the trace"
 
 
+async def _usage_of_stream(answered: httpx.Response) -> dict[str, int]:
+    """The `usage` of the stream's last chunk (asked with `include_usage`)."""
+    usage: dict[str, int] = {}
+    async for line in answered.aiter_lines():
+        if line.startswith("data: {"):
+            usage = json.loads(line[6:]).get("usage") or usage
+    return usage
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_a_requests_whole_trace_is_found_by_its_request_id(
-    stack: Stack, trace_api: str, otlp: OtlpReceiver
+    stack: Stack, trace_api: str, stream: bool
 ) -> None:
-    body = {
+    body: dict[str, Any] = {
         "model": "gpt-4-turbo",
         "messages": [{"role": "user", "content": "find my trace"}],
         "max_tokens": 64,
         "temperature": 0.25,
     }
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
     async with (
         httpx.AsyncClient(base_url=stack.base_url, timeout=20) as gateway,
         httpx.AsyncClient(base_url=trace_api, timeout=10) as query,
     ):
-        answered = await gateway.post("/v1/chat/completions", json=body, headers=AUTH)
-        assert answered.status_code == 200, answered.text
-        request_id = answered.headers["x-request-id"]
-        usage = answered.json()["usage"]
+        async with gateway.stream("POST", "/v1/chat/completions", json=body, headers=AUTH) as answered:
+            assert answered.status_code == 200
+            request_id = answered.headers["x-request-id"]
+            usage = (
+                await _usage_of_stream(answered) if stream else json.loads(await answered.aread())["usage"]
+            )
         trace = await _find_trace(query, request_id, len(CHAIN))
 
     [upstream] = _upstream_calls(trace)
