@@ -7,8 +7,9 @@ an error event. The plan is the retry budget (the router sends at most
 is (nearly) spent, and steps that the failure just ruled out (the same credential after
 a token it could not get, the same credential and model after a 429), or that rest after
 any refusal this worker has heard of since the plan was made, are skipped. Each attempt is one
-consumer span of the request's trace, with the target and the outcome as attributes and
-the failover as an event.
+consumer span of the request's trace, with the target (its credential by digest) and the
+outcome as attributes and the failover as an event; its upstream call is a client span
+with the OpenTelemetry GenAI attributes (docs/tracing.md).
 
 Deadlines: each call is bounded by its first-byte time (the provider's
 `timeouts.first_byte_seconds`, and the request's `first_byte_deadline`) until the upstream
