@@ -16,7 +16,7 @@ from llmbus.devstack.upstreams import mock_environment
 from llmbus.providers.adapters import FAMILIES
 from llmbus.testing import Stack, StackPorts
 from llmbus.testing.bususers import BusUsers
-from tests.e2e.otlp import OtlpReceiver
+from tests.e2e.otlp import Jaeger, OtlpReceiver
 
 CLIENT_KEY = "sk-test-client"
 MANAGEMENT_KEY = "mk-test-management"
@@ -26,10 +26,31 @@ TOKEN_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 @pytest.fixture(scope="session")
-def otlp() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver().start()
+def jaeger(logs_dir: Path) -> Iterator[Jaeger | None]:
+    """Jaeger itself, when a `jaeger` binary is on PATH (the receiver forwards to it)."""
+    binary = Jaeger.binary()
+    if binary is None:
+        yield None
+        return
+    backend = Jaeger(binary, logs_dir).start()
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture(scope="session")
+def otlp(jaeger: Jaeger | None) -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver(forward_to=jaeger.endpoint if jaeger else "").start()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def trace_api(otlp: OtlpReceiver, jaeger: Jaeger | None) -> str:
+    """The base URL of a Jaeger query API holding every span the stack exported: Jaeger's
+    own when it runs, the receiver's otherwise."""
+    return jaeger.query_url if jaeger else otlp.endpoint
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from nats.errors import NoRespondersError as NatsNoResponders
 from nats.errors import TimeoutError as NatsTimeout
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from llmbus.bus.access import inbox_prefix
 from llmbus.bus.dispatch import dispatch
@@ -52,6 +52,20 @@ def is_no_responders(msg: Delivery) -> bool:
     found no subscriber."""
     headers = msg.headers
     return not msg.data and headers is not None and headers.get("Status") == "503"
+
+
+def _messaging(span: Span, kind: str, operation: str, subject: str, size: int | None = None) -> None:
+    """The OpenTelemetry messaging conventions on a bus span: `kind` is the operation's
+    type (`send`, `process`), `operation` our own word for it. Nothing on a span that
+    records nothing (sampled out)."""
+    if not span.is_recording():
+        return
+    span.set_attribute("messaging.system", "nats")
+    span.set_attribute("messaging.operation.type", kind)
+    span.set_attribute("messaging.operation.name", operation)
+    span.set_attribute("messaging.destination.name", subject)
+    if size is not None:
+        span.set_attribute("messaging.message.body.size", size)
 
 
 def _redacted(url: str) -> str:
@@ -260,8 +274,7 @@ class NatsBus:
             await self.publish_raw(subject, data, reply=reply, traced=traced)
             return
         with _tracer.start_as_current_span(f"publish {topic.pattern}", kind=SpanKind.PRODUCER) as span:
-            span.set_attribute("messaging.system", "nats")
-            span.set_attribute("messaging.destination.name", subject)
+            _messaging(span, "send", "publish", subject, len(data))
             await self.publish_raw(subject, data, reply=reply, traced=True)
 
     async def publish_raw(self, subject: str, data: bytes, *, reply: str = "", traced: bool = False) -> None:
@@ -276,8 +289,7 @@ class NatsBus:
         if not recording():
             return await self._request(endpoint, subject, message, timeout)
         with _tracer.start_as_current_span(f"send {endpoint.pattern}", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("messaging.system", "nats")
-            span.set_attribute("messaging.destination.name", subject)
+            _messaging(span, "send", "request", subject)
             return await self._request(endpoint, subject, message, timeout)
 
     async def _request(self, endpoint: Endpoint[M, R], subject: str, message: M, timeout: float) -> R:
@@ -354,8 +366,9 @@ class NatsBus:
                 with _tracer.start_as_current_span(
                     name, context=extract(delivery.headers), kind=SpanKind.CONSUMER
                 ) as span:
-                    span.set_attribute("messaging.system", "nats")
-                    span.set_attribute("messaging.destination.name", delivery.subject)
+                    _messaging(span, "process", "process", delivery.subject, len(delivery.data))
+                    if queue:
+                        span.set_attribute("messaging.consumer.group.name", queue)
                     await dispatch(self, codec, handler, delivery)
             finally:
                 running -= 1

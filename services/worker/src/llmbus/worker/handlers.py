@@ -7,8 +7,9 @@ an error event. The plan is the retry budget (the router sends at most
 is (nearly) spent, and steps that the failure just ruled out (the same credential after
 a token it could not get, the same credential and model after a 429), or that rest after
 any refusal this worker has heard of since the plan was made, are skipped. Each attempt is one
-consumer span of the request's trace, with the target and the outcome as attributes and
-the failover as an event.
+consumer span of the request's trace, with the target (its credential by digest) and the
+outcome as attributes and the failover as an event; its upstream call is a client span
+with the OpenTelemetry GenAI attributes (docs/tracing.md).
 
 Deadlines: each call is bounded by its first-byte time (the provider's
 `timeouts.first_byte_seconds`, and the request's `first_byte_deadline`) until the upstream
@@ -51,6 +52,7 @@ from llmbus.providers.adapters import Adapter, CredentialSource
 from llmbus.providers.adapters.embeddings import embedder_for, embedding_outputs
 from llmbus.providers.errors import CredentialUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
 from llmbus.providers.http import HttpClient
+from llmbus.telemetry import credential_ref, genai
 from llmbus.worker.emitter import Emitter
 from llmbus.worker.limits import Admission, Limits
 from llmbus.worker.rests import Rests
@@ -260,8 +262,9 @@ class Worker:
             return
         adapter = self.adapters[provider.family]
         source = self.sources[provider.family]
-        span.set_attribute("llmbus.credential", target.credential)
-        span.set_attribute("llmbus.upstream_model", target.upstream_model)
+        if span.is_recording():
+            span.set_attribute("llmbus.credential", credential_ref(target.credential))
+            span.set_attribute("llmbus.upstream_model", target.upstream_model)
         started_at = time.perf_counter()
         began = time.time()
         timeouts = provider.timeouts
@@ -274,6 +277,7 @@ class Worker:
         failure: str | None = "cancelled"
         admission: Admission | None = None
         usage: Usage | None = None
+        finish_reason = ""
         self.stats.begin(target.provider)
         try:
             async with AsyncExitStack() as stack:
@@ -304,6 +308,16 @@ class Worker:
                                 proxy=provider.proxy_url,
                             )
                         )
+                        call_span = trace.get_current_span()  # the upstream call's own
+                        if call_span.is_recording():
+                            genai.record_request(
+                                call_span,
+                                operation="embeddings" if embed else "chat",
+                                family=provider.family,
+                                model=target.upstream_model,
+                                max_tokens=chat.max_tokens,
+                                temperature=chat.temperature,
+                            )
                         if response.status >= 400:
                             error = adapter.error(response.status, response.headers, await response.read())
                             if response.status in (401, 403):
@@ -344,6 +358,8 @@ class Worker:
                                 self.stats.tokens(
                                     target.provider, output.prompt_tokens, output.completion_tokens
                                 )
+                            elif isinstance(output, Done):
+                                finish_reason = output.finish_reason
                             await emitter.emit(output)
                 except TimeoutError:
                     if not whole.expired():
@@ -352,6 +368,10 @@ class Worker:
                         f"the answer of {target.provider} did not finish within the request's deadline "
                         f"({total_at - began:.3g}s)"
                     ) from None
+                if call_span.is_recording():
+                    genai.record_answer(
+                        call_span, model=target.upstream_model, usage=usage, finish_reason=finish_reason
+                    )
             failure = None
             span.set_attribute("llmbus.outcome", "answered")
         except UpstreamError as exc:
@@ -431,7 +451,7 @@ class Worker:
             {
                 "llmbus.error": exc.code,
                 "llmbus.next.provider": following.provider,
-                "llmbus.next.credential": following.credential,
+                "llmbus.next.credential": credential_ref(following.credential),
                 "llmbus.next.upstream_model": following.upstream_model,
                 "llmbus.next.attempt": request.attempt + 1,
                 "llmbus.skipped": len(request.plan) - len(steps),

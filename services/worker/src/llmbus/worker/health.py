@@ -67,7 +67,7 @@ class HealthChecker:
                 call = adapter.probe(provider, credential)
                 url = call.url
                 status, _, _ = await self.http.fetch(
-                    call.method, call.url, headers=call.headers, proxy=provider.proxy_url
+                    call.method, call.url, headers=call.headers, proxy=provider.proxy_url, traced=False
                 )
             # A 429 says the upstream is up; the credential's rest is the cooldown's business.
             ok = status < 400 or status == 429
