@@ -203,3 +203,40 @@ async def test_publishes_arrive_whole_and_in_order_one_per_loop_pass_or_in_a_bur
             break
         await asyncio.sleep(0.02)
     assert seen == expected
+
+
+async def test_lazy_frames_share_a_write_and_an_eager_one_takes_them_along(nats_url: str) -> None:
+    """With a coalescing window, lazy publishes wait for it (or for an eager publish,
+    which writes them first: order kept); without one, they go at once."""
+    sender = await connect(nats_url, name="test-lazy")
+    receiver = await connect(nats_url, name="test-lazy-receiver")
+    try:
+        subject = f"test.{secrets.token_hex(4)}.lazy"
+        seen: list[bytes] = []
+        await receiver.subscribe_direct(subject, lambda msg: seen.append(msg.data))
+        await receiver.flush()
+
+        async def arrived(count: int, within: float) -> bool:
+            for _ in range(int(within / 0.01)):
+                if len(seen) >= count:
+                    return True
+                await asyncio.sleep(0.01)
+            return len(seen) >= count
+
+        sender.coalesce(0.3)
+        await sender.publish_raw(subject, b"lazy-1", lazy=True)
+        await asyncio.sleep(0)
+        await sender.publish_raw(subject, b"lazy-2", lazy=True)
+        assert not await arrived(1, 0.1)  # still waiting for company
+        assert await arrived(2, 2)  # the window ended
+        await sender.publish_raw(subject, b"lazy-3", lazy=True)
+        await asyncio.sleep(0)
+        await sender.publish_raw(subject, b"eager", lazy=False)
+        assert await arrived(4, 0.2)  # well before the window: the eager one took it along
+        sender.coalesce(0)
+        await sender.publish_raw(subject, b"lazy-4", lazy=True)
+        assert await arrived(5, 0.2)
+        assert seen == [b"lazy-1", b"lazy-2", b"lazy-3", b"eager", b"lazy-4"]
+    finally:
+        await sender.drain()
+        await receiver.drain()

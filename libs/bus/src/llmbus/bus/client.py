@@ -183,17 +183,34 @@ class _Client(NATS):
     backpressure (the socket's buffer above `_BACKPRESSURE` bytes), when not connected or
     when a flush is forced, nats-py's own flusher does it, waiting for the socket to drain.
 
+    A lazy publish (`NatsBus.publish_raw(lazy=True)`: a stream's middle chunks) may wait
+    up to `lazy_window` seconds for others to share its write; any eager publish writes it
+    at once with everything before it, so order is kept. Under many concurrent streams
+    this turns one write (and one wakeup of nats-server and of the edge) per chunk into
+    one per window.
+
     Tied to nats-py 2.x's internals (`_flush_pending`, `_pending`, `_pending_data_size`,
     `_transport`), which the pinned version has; tests/integration/test_bus.py covers it."""
 
     _write_scheduled = False
+    _lazy_timer: asyncio.TimerHandle | None = None
+    lazy = False
+    """Set by `NatsBus.publish_raw` for the publish it makes (read, and reset, by the
+    `_flush_pending` that publish calls, with no await in between)."""
+    lazy_window = 0.0
 
     async def _flush_pending(self, force_flush: bool = False) -> Any:
+        lazy, self.lazy = self.lazy, False
         if force_flush or not self.is_connected or self._congested():
             return await super()._flush_pending(force_flush)
-        if not self._write_scheduled:
-            self._write_scheduled = True
-            asyncio.get_running_loop().call_soon(self._write_pending)
+        if self._write_scheduled:
+            return None
+        if lazy and self.lazy_window:
+            if self._lazy_timer is None:
+                self._lazy_timer = asyncio.get_running_loop().call_later(self.lazy_window, self._lazy_write)
+            return None
+        self._write_scheduled = True
+        asyncio.get_running_loop().call_soon(self._write_pending)
         return None
 
     def _congested(self) -> bool:
@@ -202,8 +219,15 @@ class _Client(NATS):
             return True  # another transport (websocket): nats-py's own way
         return bool(writer.transport.get_write_buffer_size() > _BACKPRESSURE)
 
+    def _lazy_write(self) -> None:
+        self._lazy_timer = None
+        self._write_pending()
+
     def _write_pending(self) -> None:
         self._write_scheduled = False
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
         if self._pending_data_size == 0 or not self.is_connected or self._transport is None:
             return
         pending = self._pending
@@ -277,12 +301,24 @@ class NatsBus:
             _messaging(span, "send", "publish", subject, len(data))
             await self.publish_raw(subject, data, reply=reply, traced=True)
 
-    async def publish_raw(self, subject: str, data: bytes, *, reply: str = "", traced: bool = False) -> None:
-        """Publish encoded bytes; used for stream frames (untraced, one task per stream)."""
+    async def publish_raw(
+        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, lazy: bool = False
+    ) -> None:
+        """Publish encoded bytes; used for stream frames (untraced, one task per stream).
+        `lazy`: the frame may wait up to the coalescing window (`coalesce`) to share a
+        write with others."""
+        nc = self.nc
         try:
-            await self.nc.publish(subject, data, reply=reply, headers=inject() if traced else None)
+            if lazy and isinstance(nc, _Client):
+                nc.lazy = True
+            await nc.publish(subject, data, reply=reply, headers=inject() if traced else None)
         except (ConnectionClosedError, OutboundBufferLimitError) as exc:
             raise BusUnavailable(f"cannot publish on {subject}: {exc}") from None
+
+    def coalesce(self, window: float) -> None:
+        """Let lazy publishes wait up to `window` seconds to share a write (0: never)."""
+        if isinstance(self.nc, _Client):
+            self.nc.lazy_window = max(0.0, window)
 
     async def request(self, endpoint: Endpoint[M, R], message: M, *, timeout: float, **tokens: str) -> R:
         subject = endpoint.subject(**tokens)

@@ -51,8 +51,11 @@ class Bus(Protocol):
         self, topic: Topic[M], message: M, *, reply: str = "", traced: bool = True, **tokens: str
     ) -> None: ...
 
-    async def publish_raw(self, subject: str, data: bytes, *, reply: str = "", traced: bool = False) -> None:
-        """Publish encoded bytes (stream frames)."""
+    async def publish_raw(
+        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, lazy: bool = False
+    ) -> None:
+        """Publish encoded bytes (stream frames). `lazy`: the frame may wait a moment to
+        share a write with others (a stream's middle chunks); order is kept."""
         ...
 
     async def request(self, endpoint: Endpoint[M, R], message: M, *, timeout: float, **tokens: str) -> R:

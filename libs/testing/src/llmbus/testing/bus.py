@@ -218,7 +218,9 @@ class InMemoryBus:
     ) -> None:
         await self.publish_raw(topic.subject(**tokens), topic.codec.encode(message), reply=reply)
 
-    async def publish_raw(self, subject: str, data: bytes, *, reply: str = "", traced: bool = False) -> None:
+    async def publish_raw(
+        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, lazy: bool = False
+    ) -> None:
         self._send(Message(subject=subject, reply=reply, data=data))
 
     def _send(self, message: Message) -> None:

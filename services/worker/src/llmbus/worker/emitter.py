@@ -12,13 +12,13 @@ import time
 import msgspec
 
 from llmbus.bus import Bus
-from llmbus.proto import EVENTS, AnyEvent, Heartbeat
+from llmbus.proto import EVENTS, AnyEvent, Delta, Heartbeat
 
 __all__ = ["Emitter"]
 
 
 class Emitter:
-    __slots__ = ("_bus", "_guard", "beat", "closed", "last_sent", "reply", "seq", "started")
+    __slots__ = ("_bus", "_delta_sent", "_guard", "beat", "closed", "last_sent", "reply", "seq", "started")
 
     def __init__(self, bus: Bus, reply: str, seq: int, guard: str) -> None:
         self._bus = bus
@@ -28,16 +28,24 @@ class Emitter:
         self.last_sent = 0.0
         self.started = False
         self.closed = False
+        self._delta_sent = False
         self.beat: asyncio.TimerHandle | None = None
         """The timer of the next heartbeat (the worker's)."""
 
     async def emit(self, event: AnyEvent) -> None:
-        """Stamp `event` with the next sequence number and send it."""
+        """Stamp `event` with the next sequence number and send it. A delta after the
+        first may wait a moment to share a bus write (`Bus.publish_raw(lazy=True)`); the
+        first, which the client's time to first token waits on, and every other event go
+        at once, with whatever waits before them."""
         frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
         self.seq += 1
         self.last_sent = time.monotonic()
+        lazy = False
+        if type(event) is Delta:
+            lazy = self._delta_sent
+            self._delta_sent = True
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
-        await self._bus.publish_raw(self.reply, frame, reply=self._guard)
+        await self._bus.publish_raw(self.reply, frame, reply=self._guard, lazy=lazy)
 
     async def heartbeat(self) -> None:
         if not self.closed:

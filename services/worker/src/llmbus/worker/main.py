@@ -79,6 +79,7 @@ async def serve(settings: WorkerSettings, stop: asyncio.Event) -> None:
         )
         life.on_close(http.aclose)
         bus = await life.connect(f"llmbus-worker-{settings.family}-{os.getpid()}")
+        bus.coalesce(settings.coalesce_ms / 1000)
         # Copilot and Kiro tokens come from auth, which owns those credentials.
         sources: dict[str, CredentialSource] | None = (
             {settings.family: AuthTokens(bus)} if settings.family in AUTH_OWNED_FAMILIES else None

@@ -24,6 +24,10 @@ class WorkerSettings(ServiceSettings, frozen=True, kw_only=True):
     concurrency: int = 256
     """Upstream calls in flight at once in this process."""
     heartbeat_interval: float = 1.0
+    coalesce_ms: Annotated[float, msgspec.Meta(ge=0, le=50)] = 1.0
+    """How long a stream's chunk after its first may wait to share a bus write with other
+    chunks (of any stream): under many streams, one write per window instead of one per
+    chunk. A stream's first chunk and its end never wait. 0: every chunk written at once."""
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     max_connections: int = 512
