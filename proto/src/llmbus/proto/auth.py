@@ -6,7 +6,8 @@ Auth is the only writer of this state (in Redis); every other service asks it ov
 
     keys         KeyCreate → KeyCreated (the key, shown once); KeyListRequest → KeyList;
                  KeyRevoke → KeyInfo (and a KeyEvent to every edge); KeyUsageRequest → KeyUsage
-    usage        UsageRecord, published by the edge when a request ends
+    usage        RequestRecord, one per finished request, on the durable usage stream;
+                 UsageQuery → UsageReport (daily aggregates); KeyUsageRequest → KeyUsage
     quotas       QuotaReserve → QuotaGrant (admitted, or refused with retry_after);
                  QuotaSettle corrects a reservation with the real usage
     device flow  DeviceFlowStart → DeviceFlow (user code, link); DeviceFlowPoll → DeviceFlowStatus
@@ -51,10 +52,14 @@ __all__ = [
     "QuotaReserve",
     "QuotaScope",
     "QuotaSettle",
+    "RequestRecord",
     "TokenReply",
     "TokenRequest",
     "UsageCounts",
-    "UsageRecord",
+    "UsageDimension",
+    "UsageQuery",
+    "UsageReport",
+    "UsageRow",
 ]
 
 
@@ -143,19 +148,42 @@ class KeyUsage(Msg, frozen=True, kw_only=True):
     """`YYYY-MM-DD` (UTC) → counts."""
 
 
-class UsageRecord(Msg, frozen=True, kw_only=True):
-    """`auth.v1.events.usage`: requests that ended (published by the edge, counted by
-    auth). The edge sums the requests of one key, model, provider and day over about a
-    second into one record: `requests` of them, with their tokens added up."""
+class RequestRecord(Msg, frozen=True, kw_only=True):
+    """`usage.v1.requests`: one finished request (failed ones too), published by the edge
+    and kept on the durable `LLMBUS_USAGE` stream, from which auth keeps the daily usage
+    aggregates. Never a body, a prompt or a secret: the credential is named by
+    `credential_ref` (a hash of its id), the client key by its id."""
 
+    at: float
+    """Unix seconds when the request ended."""
+    request_id: str
+    """The request's `x-request-id`."""
+    trace_id: str = ""
+    """The request's trace (32 hex digits), when it has one."""
     key_id: str
-    model: str
     provider: str = ""
+    """The provider that answered (or failed last); empty when none was reached."""
+    credential: str = ""
+    """`llmbus.telemetry.credential_ref` of the credential used: a hash, never the id itself."""
+    model: str
+    """The model the client asked for."""
+    upstream_model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
-    at: float = 0.0
-    ok: bool = True
-    requests: int = 1
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    latency_ms: float = 0.0
+    ttft_ms: float = 0.0
+    """Time to the first streamed delta; 0 for an answer that is not streamed."""
+    status: int = 200
+    """The HTTP status the client got (499: it went away)."""
+    error: str = ""
+    """The error code, when the request failed."""
+    failovers: int = 0
+    """How many times the request moved along its failover plan before it was answered."""
+    stream: bool = False
+    api: str = ""
+    """The client API: `openai`, `anthropic`, `gemini`, `responses`, `completions`, `embeddings`."""
 
 
 UsageDimension = Literal["key", "provider", "credential", "model"]

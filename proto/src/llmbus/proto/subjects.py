@@ -36,10 +36,10 @@ from llmbus.proto.auth import (
     QuotaGrant,
     QuotaReserve,
     QuotaSettle,
+    RequestRecord,
     TokenReply,
     TokenRequest,
     UsageQuery,
-    UsageRecord,
     UsageReport,
 )
 from llmbus.proto.chat import ChatRequest
@@ -90,7 +90,6 @@ __all__ = [
     "AUTH_RESPONSES_PUT",
     "AUTH_STATE",
     "AUTH_TOKENS_GET",
-    "AUTH_USAGE_EVENTS",
     "AUTH_USAGE_QUERY",
     "CANCEL",
     "CONTROL_COOLDOWNS",
@@ -102,6 +101,9 @@ __all__ = [
     "EXEC",
     "HEALTH",
     "ROUTE",
+    "USAGE_CONSUMER",
+    "USAGE_REQUESTS",
+    "USAGE_STREAM",
     "WORKER_STATUS",
     "Codec",
     "Endpoint",
@@ -209,8 +211,15 @@ AUTH_KEYS_REVOKE: Endpoint[KeyRevoke, KeyInfo] = Endpoint(
 AUTH_KEYS_USAGE: Endpoint[KeyUsageRequest, KeyUsage] = Endpoint(
     "auth.v1.keys.usage", Codec(KeyUsageRequest), queue="auth", reply=Codec(KeyUsage)
 )
-AUTH_USAGE_EVENTS: Topic[UsageRecord] = Topic("auth.v1.events.usage", Codec(UsageRecord), queue="auth")
-"""Published by the edge when a request ends; one auth replica counts each (queue group)."""
+USAGE_REQUESTS: Topic[RequestRecord] = Topic("usage.v1.requests", Codec(RequestRecord))
+"""Published by the edge when a request ends (one core publish, no acknowledgement
+awaited); the durable JetStream stream `USAGE_STREAM` keeps every record, and auth's
+replicas read them through the one durable pull consumer `USAGE_CONSUMER`, which hands
+each record to one of them."""
+USAGE_STREAM = "LLMBUS_USAGE"
+"""The JetStream stream of `USAGE_REQUESTS` (file storage; records kept for the retention)."""
+USAGE_CONSUMER = "usage-aggregates"
+"""The durable pull consumer that auth's replicas share to keep the daily aggregates."""
 AUTH_USAGE_QUERY: Endpoint[UsageQuery, UsageReport] = Endpoint(
     "auth.v1.usage.query", Codec(UsageQuery), queue="auth", reply=Codec(UsageReport)
 )

@@ -11,7 +11,9 @@ Replies travel on inboxes. Each user's inboxes live under a prefix of its own,
 there: one edge cannot read the answers streamed to another edge. The services that
 answer requests (router, worker, auth) may publish to any inbox; the edge answers none.
 Several edges each get a user of their own (`edge`, `edge-2`, ...) for that reason;
-replicas of the other services share their service's user.
+replicas of the other services share their service's user. A service that reads a
+JetStream stream (auth, the usage records) may make the JetStream API requests for that
+stream and its own durable consumer only.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ _RULES: Final[Mapping[str, Rule]] = {
     subjects.AUTH_KEYS_LIST.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_KEYS_REVOKE.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_KEYS_USAGE.pattern: Rule(EDGE, AUTH),
-    subjects.AUTH_USAGE_EVENTS.pattern: Rule(EDGE, AUTH),
+    # One record per finished request, kept by the usage stream; auth reads it through
+    # its durable consumer (the JetStream API rights of `_STREAM_READERS`).
+    subjects.USAGE_REQUESTS.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_USAGE_QUERY.pattern: Rule(EDGE, AUTH),
     subjects.AUTH_MANAGEMENT_ATTEMPT.pattern: Rule(EDGE, AUTH),
     # Stored responses (Responses API): the edge asks, auth answers.
@@ -107,6 +111,30 @@ _RULES: Final[Mapping[str, Rule]] = {
     subjects.CONTROL_COOLDOWNS.pattern: Rule(AUTH, ROUTER + WORKER),
     subjects.CONTROL_COOLDOWNS_CLEARED.pattern: Rule(AUTH, ROUTER + WORKER),
 }
+
+
+_STREAM_READERS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    "auth": ((subjects.USAGE_STREAM, subjects.USAGE_CONSUMER),),
+}
+"""Role → the (stream, durable consumer) pairs it creates and reads. Only these: no
+service may list, delete or purge streams, nor read another consumer."""
+
+
+def _jetstream_api(stream: str, consumer: str) -> list[str]:
+    """What creating `stream` and reading it through the durable `consumer` publishes:
+    the JetStream API requests of `llmbus.bus.stream` and the acknowledgements."""
+    api = "$JS.API"
+    return [
+        f"{api}.STREAM.CREATE.{stream}",
+        f"{api}.STREAM.UPDATE.{stream}",
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.CONSUMER.INFO.{stream}.{consumer}",
+        f"{api}.CONSUMER.CREATE.{stream}.{consumer}",
+        f"{api}.CONSUMER.CREATE.{stream}.{consumer}.>",
+        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+    ]
 
 
 def _table() -> list[subjects.Topic[Any]]:
@@ -143,6 +171,8 @@ def permissions(role: Role, user: str | None = None) -> Permissions:
             publish.append(topic.subject(**{rule.own_token: role}) if rule.own_token else topic.wildcard())
         if role in rule.subscribe:
             subscribe.append(topic.wildcard())
+    for stream, consumer in _STREAM_READERS.get(role, ()):
+        publish += _jetstream_api(stream, consumer)
     subscribe.append(inbox_prefix(user) + ".>")
     if role in _ANSWERING:
         publish.append(INBOXES + ".>")

@@ -18,6 +18,7 @@ from llmbus.config.model import (
     ResponsesConfig,
     RoutingConfig,
     Strategy,
+    UsageConfig,
 )
 from llmbus.config.settings import ServiceSettings, SettingsError
 from llmbus.config.watch import ConfigWatcher
@@ -43,6 +44,7 @@ __all__ = [
     "ServiceSettings",
     "SettingsError",
     "Strategy",
+    "UsageConfig",
     "load_config",
     "parse_config",
 ]

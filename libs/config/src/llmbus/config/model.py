@@ -41,6 +41,7 @@ __all__ = [
     "RoutingConfig",
     "Strategy",
     "TimeoutsConfig",
+    "UsageConfig",
 ]
 
 
@@ -412,6 +413,19 @@ class ResponsesConfig(_Strict, frozen=True, kw_only=True):
             raise ValueError(f"`ttl_seconds` must be at least 1, got {self.ttl_seconds}")
 
 
+class UsageConfig(_Strict, frozen=True, kw_only=True):
+    """Usage records (one per request, on the `LLMBUS_USAGE` JetStream stream) and the
+    daily aggregates auth keeps of them in Redis."""
+
+    retention_days: int = 90
+    """How long records stay on the stream and daily aggregates in Redis; also the
+    longest window `GET /v1/usage` may ask for."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.retention_days <= 3660:
+            raise ValueError(f"`retention_days` must be between 1 and 3660, got {self.retention_days}")
+
+
 class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     api_keys: list[str | ClientKey] = []
     management_key: str = ""
@@ -425,6 +439,8 @@ class Config(_Strict, frozen=True, kw_only=True, rename="kebab"):
     providers: dict[str, ProviderConfig] = {}
     responses: ResponsesConfig = ResponsesConfig()
     """The Responses API's stored responses (kept by auth, in Redis)."""
+    usage: UsageConfig = UsageConfig()
+    """Usage records and their daily aggregates (`GET /v1/usage`)."""
 
     claude_api_key: list[GuideKeyEntry] = []
     gemini_api_key: list[GuideKeyEntry] = []

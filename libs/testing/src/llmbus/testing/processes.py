@@ -3,6 +3,7 @@ llmbus services, each stopped with its parent (Linux parent-death signal) and on
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -174,11 +175,17 @@ def wait_for_http(url: str, timeout: float = 30.0, process: Process | None = Non
 def start_nats(
     port: int, log_dir: Path, monitor_port: int | None = None, users: BusUsers | None = None
 ) -> Process:
-    """A nats-server on `port`; with `users`, a closed one: each user may use its own
-    subjects only (`llmbus.bus.access`). The passwords reach the server through its
-    environment; the config file written to `log_dir` holds none."""
+    """A nats-server on `port`, with JetStream (its files under `log_dir`, for the usage
+    stream); with `users`, a closed one: each user may use its own subjects only
+    (`llmbus.bus.access`). The passwords reach the server through its environment; the
+    config file written to `log_dir` holds none."""
     conf = log_dir / f"nats-{port}.conf"
-    conf.write_text("max_payload: 8MB\n" + (users.authorization() if users else ""))
+    store = log_dir / f"jetstream-{port}"
+    conf.write_text(
+        "max_payload: 8MB\n"
+        + f"jetstream {{ store_dir: {json.dumps(str(store))} }}\n"
+        + (users.authorization() if users else "")
+    )
     argv = [find_binary("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-c", str(conf)]
     if monitor_port:
         argv += ["-m", str(monitor_port)]

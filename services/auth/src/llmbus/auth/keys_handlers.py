@@ -1,7 +1,6 @@
 """Auth handlers for client keys at run time, their usage, and management-key attempts.
 
     auth.v1.keys.create|list|revoke|usage   request/reply (queue group `auth`)
-    auth.v1.events.usage                    one UsageRecord per finished request (queue `auth`)
     auth.v1.management.attempt              request/reply: count an attempt, lock sources out
 
 The key store's errors become wire errors in one table (`_wire_error`); the handlers
@@ -21,7 +20,6 @@ from llmbus.auth.keys import (
     InvalidKeyRequest,
     KeyStore,
     KeyStoreError,
-    KeyStoreUnavailable,
     UnknownKey,
 )
 from llmbus.auth.lockouts import LockoutStore
@@ -34,7 +32,6 @@ from llmbus.proto import (
     AUTH_KEYS_REVOKE,
     AUTH_KEYS_USAGE,
     AUTH_MANAGEMENT_ATTEMPT,
-    AUTH_USAGE_EVENTS,
     BusError,
     Endpoint,
     KeyCreate,
@@ -48,7 +45,6 @@ from llmbus.proto import (
     KeyUsageRequest,
     ManagementAttempt,
     ManagementVerdict,
-    UsageRecord,
 )
 
 __all__ = ["KeyHandlers"]
@@ -58,7 +54,6 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 KEY_CHANGES = Counter("llmbus_auth_key_changes_total", "Client keys created or revoked", ["action"])
-USAGE_RECORDS = Counter("llmbus_auth_usage_records_total", "Finished requests counted", ["result"])
 MANAGEMENT_ATTEMPTS = Counter("llmbus_auth_management_attempts_total", "Management key attempts", ["result"])
 
 
@@ -89,7 +84,6 @@ class KeyHandlers:
         await bus.subscribe(AUTH_KEYS_LIST, self.list_keys, queue=AUTH_KEYS_LIST.queue)
         await bus.subscribe(AUTH_KEYS_REVOKE, self.revoke, queue=AUTH_KEYS_REVOKE.queue)
         await bus.subscribe(AUTH_KEYS_USAGE, self.usage, queue=AUTH_KEYS_USAGE.queue)
-        await bus.subscribe(AUTH_USAGE_EVENTS, self.count_usage, queue=AUTH_USAGE_EVENTS.queue)
         # Every replica hears every revocation (no queue group): its copy of the keys
         # must never restore a key another replica revoked.
         await bus.subscribe(AUTH_KEY_EVENTS, self.on_key_event)
@@ -153,15 +147,6 @@ class KeyHandlers:
     async def _usage(self, request: KeyUsageRequest) -> KeyUsage:
         await self.keys.get(request.id)
         return await self.usage_store.usage(request.id, request.days)
-
-    async def count_usage(self, record: UsageRecord, _: Delivery) -> None:
-        try:
-            await self.usage_store.record(record)
-        except KeyStoreUnavailable:
-            USAGE_RECORDS.labels("lost").inc()
-            log.warning("usage of key %s not counted: the auth store is unavailable", record.key_id)
-            return
-        USAGE_RECORDS.labels("ok" if record.ok else "failed").inc()
 
     async def management_attempt(self, attempt: ManagementAttempt, delivery: Delivery) -> None:
         await self._answer(delivery, AUTH_MANAGEMENT_ATTEMPT, self._attempt(attempt))

@@ -23,8 +23,10 @@ from llmbus.auth.responses import ResponseHandlers, ResponseStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
 from llmbus.auth.usage import UsageStore
+from llmbus.auth.usage_handlers import UsageHandlers
 from llmbus.auth.vault import Vault
 from llmbus.bus import Bus, Lifecycle, retry_within, run_service
+from llmbus.bus.stream import DurableConsumer
 from llmbus.config import Config, ConfigWatcher, CooldownConfig, load_config
 from llmbus.config.guard import refuse_unsafe
 from llmbus.proto import (
@@ -36,6 +38,9 @@ from llmbus.proto import (
     AUTH_QUOTA_RESERVE,
     AUTH_QUOTA_SETTLE,
     AUTH_STATE,
+    USAGE_CONSUMER,
+    USAGE_REQUESTS,
+    USAGE_STREAM,
     KeyEvent,
 )
 from llmbus.providers import ConfiguredProvider, configured_providers
@@ -86,7 +91,8 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await _wait_for_redis(redis)
         keys = KeyStore(redis)
         bus = await life.connect("llmbus-auth")
-        key_handlers = KeyHandlers(bus, keys, UsageStore(redis), LockoutStore(redis))
+        usage_store = UsageStore(redis, config.usage.retention_days)
+        key_handlers = KeyHandlers(bus, keys, usage_store, LockoutStore(redis))
         await _sync_keys(bus, keys, config)
         await key_handlers.upkeep()
         providers = configured_providers(config)
@@ -106,6 +112,19 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
         responses = ResponseHandlers(bus, ResponseStore(redis), config.responses)
         await responses.subscribe()
+        usage = UsageHandlers(
+            bus,
+            usage_store,
+            DurableConsumer(
+                bus,
+                stream=USAGE_STREAM,
+                subject=USAGE_REQUESTS.subject(),
+                durable=USAGE_CONSUMER,
+                max_age=config.usage.retention_days * 86_400,
+            ),
+        )
+        await usage.subscribe()
+        life.spawn(usage.run())
 
         current = providers
         await serve_flows(
@@ -127,6 +146,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
             handlers.providers = set(current)
             cooldowns.policies = _policies(current)
             responses.config = new.responses
+            usage_store.retention_days = new.usage.retention_days  # the stream's at the next start
             await credentials.apply(current)
             try:
                 await _sync_keys(bus, keys, new)

@@ -26,7 +26,7 @@ from llmbus.api.responses_wire import ResponsesRequest
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.hot import EdgeApp, error_payload
 from llmbus.edge.limits import BodyRefusedHTTP, Concurrency, refusal_headers
-from llmbus.edge.routes import gemini, health, keys, messages, models, oauth, providers, responses
+from llmbus.edge.routes import gemini, health, keys, messages, models, oauth, providers, responses, usage
 from llmbus.edge.routes.embeddings import router as embeddings_router
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.tracing import TracingMiddleware
@@ -156,6 +156,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     app.include_router(gemini.router)
     app.include_router(providers.router)
     app.include_router(keys.router)
+    app.include_router(usage.router)
     app.include_router(oauth.router)
     app.include_router(health.router)
     app.add_exception_handler(ApiError, _api_error)

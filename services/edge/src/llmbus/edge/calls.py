@@ -41,7 +41,7 @@ from llmbus.api import (
 from llmbus.bus import Bus, BusFailure, Delivery, Inbox, StreamInbox, is_no_responders
 from llmbus.edge.drain import is_stopping
 from llmbus.edge.quota import Reservation
-from llmbus.edge.usage import UsageBatcher
+from llmbus.edge.usage import UsageReporter
 from llmbus.proto import (
     CANCEL,
     EVENTS,
@@ -53,11 +53,14 @@ from llmbus.proto import (
     Error,
     Heartbeat,
     Needs,
+    RequestRecord,
     RouteRequest,
+    Started,
     Usage,
     chat_codec,
 )
-from llmbus.telemetry.requests import claim_request_id
+from llmbus.telemetry.refs import credential_ref
+from llmbus.telemetry.requests import claim_request_id, current_request
 
 log = logging.getLogger("llmbus.edge.calls")
 
@@ -132,11 +135,17 @@ class Call:
         first_byte_timeout: float | None = None,
         tokens: int = 0,
         reservation: Reservation | None = None,
-        usage: UsageBatcher | None = None,
+        usage: UsageReporter | None = None,
+        api: str = "",
     ) -> None:
+        self.began = time.perf_counter()
         self.bus = bus
         self.usage = usage
-        """Where the request is counted when it ends (per key, model and day)."""
+        """Where the request's usage record goes when it ends."""
+        self.api = api
+        """The client API the request came in (`openai`, `anthropic`...), for its record."""
+        self.first_token_at = 0.0
+        """`perf_counter()` at the first streamed delta (0: not streamed, or none came)."""
         self.chat = chat
         self.client = client
         self.tokens = tokens
@@ -307,10 +316,44 @@ class Call:
                 pass
 
 
-def report_usage(call: Call, first: AnyEvent | None, usage: Usage | None, ok: bool) -> None:
-    """Count the ended request for its key (no I/O: the batcher reports to auth)."""
-    if call.usage is not None:
-        call.usage.add(call.client.id, call.chat.model, first, usage, ok)
+def report_usage(
+    call: Call, first: AnyEvent | None, usage: Usage | None, status: int, error: str = ""
+) -> None:
+    """Record the ended request (no I/O: the reporter publishes in the background).
+
+    `first` is the call's first event (`Started` names the provider, upstream model,
+    credential and attempt), `usage` the last `Usage` event, `status` the HTTP status
+    the client got (499 when it went away) and `error` the error code of a failure."""
+    reporter = call.usage
+    if reporter is None:
+        return
+    now = time.perf_counter()
+    info = current_request()
+    began = first if isinstance(first, Started) else None
+    record = RequestRecord(
+        at=time.time(),
+        request_id=info.id if info is not None else call.request_id,
+        trace_id=info.trace_id if info is not None else "",
+        key_id=call.client.id,
+        provider=began.provider
+        if began is not None
+        else (first.provider if isinstance(first, Error) else ""),
+        credential=credential_ref(began.credential) if began is not None else "",
+        model=call.chat.model,
+        upstream_model=began.model if began is not None else "",
+        input_tokens=usage.prompt_tokens if usage is not None else 0,
+        output_tokens=usage.completion_tokens if usage is not None else 0,
+        cached_tokens=usage.cached_tokens if usage is not None else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage is not None else 0,
+        latency_ms=round((now - call.began) * 1000, 3),
+        ttft_ms=round((call.first_token_at - call.began) * 1000, 3) if call.first_token_at else 0.0,
+        status=status,
+        error=error,
+        failovers=began.attempt - 1 if began is not None else 0,
+        stream=call.chat.stream,
+        api=call.api,
+    )
+    reporter.add(record)
 
 
 def raise_for(event: Error) -> ApiError:

@@ -10,7 +10,7 @@ from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
-from llmbus.edge.usage import UsageBatcher
+from llmbus.edge.usage import UsageReporter
 
 __all__ = ["EdgeContext"]
 
@@ -23,4 +23,4 @@ class EdgeContext:
     keys: KeyCache
     registry: RegistryClient
     management: ManagementKey
-    usage: UsageBatcher
+    usage: UsageReporter

@@ -245,7 +245,7 @@ async def _answer(
     del body
     check_request(chat, settings)
     async with cancelled_if_the_client_leaves(receive):
-        call, first = await open_call(context, chat, caller, headers)
+        call, first = await open_call(context, chat, caller, headers, api=dialect.api)
         answer_id = dialect.id_prefix + call.request_id
         whole = (
             None

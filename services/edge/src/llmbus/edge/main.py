@@ -23,7 +23,7 @@ from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.server import PROTOCOL, HeadLimitedProtocol
 from llmbus.edge.settings import EdgeSettings
-from llmbus.edge.usage import UsageBatcher
+from llmbus.edge.usage import UsageReporter
 from llmbus.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
 __all__ = ["app", "build_context", "main"]
@@ -43,10 +43,10 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
     keys = KeyCache(bus, settings.key_cache_ttl)
     keys.set_config_keys([(k.key, k.name) for k in config.client_keys()])
     await keys.start()
-    usage = UsageBatcher(bus, settings.usage_flush_interval)
+    usage = UsageReporter(bus, settings.usage_flush_interval)
     reporter = asyncio.create_task(usage.run())
 
-    async def stop_reporting() -> None:  # before the bus drains: the last counts go out
+    async def stop_reporting() -> None:  # before the bus drains: the last records go out
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
 

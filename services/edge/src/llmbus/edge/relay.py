@@ -67,6 +67,8 @@ class Dialect(Protocol):
     and the prefix of its answers' ids (`chatcmpl-`, `msg_`)."""
 
     id_prefix: str
+    api: str
+    """The client API's name in usage records: `openai`, `anthropic`, `gemini`, `completions`."""
 
     def error_body(self, error: ApiError) -> bytes:
         """An error answered before the stream began, in the client API's own body."""
@@ -234,13 +236,23 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) ->
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_CLIENT_GONE = "client_closed_request"
+"""The error code of a request whose client went away before its answer ended (499)."""
+
+
 async def open_call(
-    context: EdgeContext, chat: ChatRequest, caller: Caller, headers: Mapping[str, str] | None = None
+    context: EdgeContext,
+    chat: ChatRequest,
+    caller: Caller,
+    headers: Mapping[str, str] | None = None,
+    *,
+    api: str = "",
 ) -> tuple[Call, AnyEvent]:
     """Publish the request and wait for its first event (normally `Started`).
 
     `headers` (the request's, lower-case names) may shorten its deadlines
-    (`x-llmbus-timeout`, the SDKs' announced timeouts). Raises the ApiError of a request
+    (`x-llmbus-timeout`, the SDKs' announced timeouts); `api` names the client API in the
+    request's usage record. Raises the ApiError of a request
     that the caller's key does not allow, and of a failure before the first byte (no
     worker, unknown model, upstream refused), counted, reported to auth and with the call
     closed."""
@@ -266,13 +278,15 @@ async def open_call(
         tokens=tokens,
         reservation=reservation,
         usage=context.usage,
+        api=api,
     )
     if call.request_id != request_id():  # another call of the same HTTP request
         span.add_event("llmbus.call", {"llmbus.bus_request_id": call.request_id})
     routed = False
+    seen: AnyEvent | None = None
     try:
         await call.start()
-        first = await call.next()
+        first = seen = await call.next()
         # Only a model some provider serves becomes a metrics label: any name a client
         # sends would otherwise grow /metrics without bound.
         routed = isinstance(first, Started) or (isinstance(first, Error) and bool(first.provider))
@@ -284,11 +298,15 @@ async def open_call(
     except ApiError as exc:
         REQUESTS.labels(chat.model if routed else UNROUTED, str(exc.status)).inc()
         await call.close()
-        report_usage(call, None, None, ok=False)
+        report_usage(call, seen, None, exc.status, exc.code)
         await settle(call.bus, call.reservation, None, answered=False)
         raise
-    except BaseException:
+    except BaseException as exc:
         await call.close()
+        if isinstance(exc, asyncio.CancelledError):
+            report_usage(call, seen, None, 499, _CLIENT_GONE)
+        else:
+            report_usage(call, seen, None, 500, "internal_error")
         await settle(call.bus, call.reservation, None, answered=False)
         raise
     return call, first
@@ -298,6 +316,7 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
     """The reply stream collected into one JSON answer."""
     model = call.chat.model
     status = "200"
+    error = ""
     usage: Usage | None = None
     event = first
     try:
@@ -314,13 +333,15 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
                     raise raise_for(event)
             event = await call.next()
     except ApiError as exc:
-        status = str(exc.status)
+        status, error = str(exc.status), exc.code
         raise
     finally:
-        REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
+        if not call.finished and status == "200":
+            status, error = "499", _CLIENT_GONE
+        REQUESTS.labels(model, status).inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
-        report_usage(call, first, usage, ok=call.finished and status == "200")
+        report_usage(call, first, usage, int(status), error)
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
 
 
@@ -382,6 +403,7 @@ async def relay_stream(
     model = call.chat.model
     usage: Usage | None = None
     status = "200"
+    error = ""
     awaiting_first_delta = True
     event = first
     # Events whose frames have arrived already go out in one write: no wait for any
@@ -392,7 +414,8 @@ async def relay_stream(
             match event:
                 case Delta():
                     if awaiting_first_delta:
-                        FIRST_TOKEN.labels(model).observe(time.perf_counter() - started)
+                        call.first_token_at = time.perf_counter()
+                        FIRST_TOKEN.labels(model).observe(call.first_token_at - started)
                         awaiting_first_delta = False
                     pending.append(encoder.delta(event))
                     if event.finish_reason and encoder.ends_at_finish:
@@ -406,7 +429,7 @@ async def relay_stream(
                     pending.append(encoder.finish(event, usage))
                     break
                 case Error():
-                    status = str(event.status)
+                    status, error = str(event.status), event.code
                     pending.append(encoder.error(raise_for(event)))
                     break
             try:
@@ -419,14 +442,16 @@ async def relay_stream(
                     ready = await call.next()
                 event = ready
             except ApiError as exc:
-                status = str(exc.status)
+                status, error = str(exc.status), exc.code
                 pending.append(encoder.error(exc))
                 break
         await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
     finally:
         written()
-        REQUESTS.labels(model, status if call.finished or status != "200" else "499").inc()
+        if not call.finished and status == "200":
+            status, error = "499", _CLIENT_GONE
+        REQUESTS.labels(model, status).inc()
         DURATION.labels(model).observe(time.perf_counter() - started)
         await call.close()
-        report_usage(call, first, usage, ok=call.finished and status == "200")
+        report_usage(call, first, usage, int(status), error)
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))

@@ -34,7 +34,8 @@ class EdgeSettings(ServiceSettings, frozen=True, kw_only=True):
     `gateway_stopping` error (an error event in a stream); no new connection is taken."""
     key_cache_ttl: float = 30.0
     usage_flush_interval: float = 1.0
-    """Seconds between two reports of counted usage to auth (see `usage.UsageBatcher`)."""
+    """Seconds between two sends of the usage records of finished requests (see
+    `usage.UsageReporter`): what a request costs is an append, the publishes happen here."""
 
     # What one client can make the edge hold (docs/limits.md). Each refusal is a 4xx in
     # the client's own error format.

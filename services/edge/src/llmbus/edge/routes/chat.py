@@ -23,6 +23,7 @@ class ChatCompletions:
     """The OpenAI dialect of the relay."""
 
     id_prefix = "chatcmpl-"
+    api = "openai"
 
     @staticmethod
     def error_body(error: ApiError) -> bytes:

@@ -53,6 +53,7 @@ class Completions:
     """The legacy-completions dialect of the relay."""
 
     id_prefix = "cmpl-"
+    api = "completions"
 
     @staticmethod
     def error_body(error: ApiError) -> bytes:
@@ -127,7 +128,9 @@ async def _open_all(
     context: EdgeContext, chats: list[ChatRequest], caller: Caller, headers: Mapping[str, str]
 ) -> list[tuple[Call, AnyEvent]]:
     """Every call started and its first event read; the first failure fails them all."""
-    tasks = [asyncio.create_task(open_call(context, chat, caller, headers)) for chat in chats]
+    tasks = [
+        asyncio.create_task(open_call(context, chat, caller, headers, api=Completions.api)) for chat in chats
+    ]
     try:
         return await asyncio.gather(*tasks)
     except BaseException:
@@ -141,11 +144,13 @@ async def _open_all(
         raise
 
 
-async def _end(call: Call, first: AnyEvent, usage: Usage | None, status: str) -> None:
+async def _end(call: Call, first: AnyEvent, usage: Usage | None, status: str, error: str = "") -> None:
     """The accounting of one call that ends here (as the relay does for one)."""
     REQUESTS.labels(call.chat.model, status).inc()
     await call.close()
-    report_usage(call, first, usage, ok=status == "200" and call.finished)
+    if (status == "200" and not call.finished) or status == "499":
+        status, error = "499", "client_closed_request"
+    report_usage(call, first, usage, int(status), error)
     await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))
 
 
@@ -203,13 +208,15 @@ async def _stream(
     async def pump(index: int, call: Call, first: AnyEvent) -> Usage | None:
         writer = TextChunkWriter(answer_id, chat.model, False, created, index)
         usage: Usage | None = None
-        status = "499"
+        status, error = "499", ""
         finished = False
         event = first
         try:
             while True:
                 match event:
                     case Delta():
+                        if not call.first_token_at:
+                            call.first_token_at = time.perf_counter()
                         if event.text:
                             out.put_nowait(writer.text(event.text))
                         if event.finish_reason and not finished:
@@ -227,13 +234,13 @@ async def _stream(
                         raise raise_for(event)
                 event = await call.next()
         except ApiError as exc:
-            status = str(exc.status)
+            status, error = str(exc.status), exc.code
             out.put_nowait(writer.error(openai_error_body(exc)))
             failed.set()
             return usage
         finally:
             DURATION.labels(call.chat.model).observe(time.perf_counter() - started)
-            await _end(call, first, usage, status)
+            await _end(call, first, usage, status, error)
 
     pumps = [asyncio.create_task(pump(i, call, first)) for i, (call, first) in enumerate(calls)]
     try:

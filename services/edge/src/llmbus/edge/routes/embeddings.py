@@ -114,12 +114,14 @@ async def _embed(request: Request, context: Context, caller: Authenticated, body
         tokens=tokens,
         reservation=reservation,
         usage=context.usage,
+        api="embeddings",
     )
     call.embed = embed
     first: AnyEvent | None = None
     vectors: list[list[float]] | None = None
     usage: Usage | None = None
     status = "499"
+    error = "client_closed_request"
     try:
         await call.start()
         while True:
@@ -138,15 +140,15 @@ async def _embed(request: Request, context: Context, caller: Authenticated, body
                     raise raise_for(event)
         if vectors is None:
             raise ApiError("the worker finished without the embeddings", code="no_embeddings", status=502)
-        status = "200"
+        status, error = "200", ""
         return Response(
             embeddings_response(embed.model, vectors, usage, encoding), media_type="application/json"
         )
     except ApiError as exc:
-        status = str(exc.status)
+        status, error = str(exc.status), exc.code
         raise
     finally:
         REQUESTS.labels(status).inc()
         await call.close()
-        report_usage(call, first, usage, ok=status == "200")
+        report_usage(call, first, usage, int(status), error)
         await settle(call.bus, call.reservation, usage, answered=isinstance(first, Started))

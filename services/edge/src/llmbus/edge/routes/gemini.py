@@ -54,6 +54,7 @@ class GenerateContentDialect:
     mode come from the path, whether the answer shows thoughts from the body."""
 
     id_prefix = ""
+    api = "gemini"
     __slots__ = ("model", "sse", "stream", "thoughts")
 
     def __init__(self, model: str, stream: bool, sse: bool) -> None:

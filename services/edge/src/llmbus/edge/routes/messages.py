@@ -41,6 +41,7 @@ class Messages:
     """The Anthropic dialect of the relay: its writer and builder encode as they are."""
 
     id_prefix = "msg_"
+    api = "anthropic"
 
     @staticmethod
     def error_body(error: ApiError) -> bytes:

@@ -143,7 +143,7 @@ class CreateResponse:
         check_request(turn.chat, settings)
         whole: bytes | None = None
         async with cancelled_if_the_client_leaves(receive):
-            call, first = await open_call(context, turn.chat, caller, headers)
+            call, first = await open_call(context, turn.chat, caller, headers, api="responses")
             output = ResponseOutput("resp_" + call.request_id, turn)
             if not turn.chat.stream:
                 whole = await respond_whole(call, first, ResponseBuilder(output), started)

@@ -1,0 +1,59 @@
+"""The gateway's usage, behind the management key; answered by auth from the daily
+aggregates it keeps of the usage records (one per request).
+
+    GET /v1/usage?by=key|provider|credential|model&days=N
+        one row per UTC day and group (a key id, provider, hashed credential id or model
+        asked for): requests, errors, input, output, cached and reasoning tokens; the
+        last N days, today included (1 to the configured retention, 7 by default)"""
+
+from __future__ import annotations
+
+from typing import Final, get_args
+
+import msgspec
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from llmbus.api import InvalidRequest
+from llmbus.edge.bus_errors import answered_by
+from llmbus.edge.deps import Context, Manager
+from llmbus.proto import AUTH_USAGE_QUERY, UsageDimension, UsageQuery, UsageRow
+
+__all__ = ["router"]
+
+router = APIRouter()
+_encode = msgspec.json.Encoder().encode
+
+_DIMENSIONS: Final[tuple[str, ...]] = get_args(UsageDimension)
+_MAX_DAYS: Final = 3660
+"""Beyond any retention the config allows (auth checks the configured one)."""
+
+
+class UsageView(msgspec.Struct):
+    by: str
+    days: int
+    data: list[UsageRow]
+    object: str = "usage"
+
+
+def _days(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= _MAX_DAYS:
+        raise InvalidRequest(
+            f"`days` must be a whole number of days from 1 to the usage retention, got `{value[:32]}`",
+            code="invalid_days",
+            param="days",
+        )
+    return int(value)
+
+
+@router.get("/v1/usage")
+async def usage(context: Context, _: Manager, by: str = "model", days: str = "7") -> Response:
+    if by not in _DIMENSIONS:
+        raise InvalidRequest(
+            f"`by` must be one of {', '.join(_DIMENSIONS)}, got `{by[:32]}`", code="invalid_by", param="by"
+        )
+    query = UsageQuery(by=by, days=_days(days))  # type: ignore[arg-type]  # checked above
+    with answered_by("auth"):
+        report = await context.bus.request(AUTH_USAGE_QUERY, query, timeout=5)
+    document = UsageView(by=report.by, days=report.days, data=report.rows)
+    return Response(_encode(document), media_type="application/json")
