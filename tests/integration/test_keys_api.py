@@ -8,6 +8,7 @@ source out after five, and answers only loopback clients unless the config allow
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from llmbus.auth.keys_handlers import KeyHandlers
 from llmbus.auth.lockouts import LockoutStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.usage import UsageStore
+from llmbus.auth.usage_handlers import UsageHandlers
 from llmbus.bus import Delivery, Inbox
 from llmbus.cli.main import main as cli
 from llmbus.config import RemoteManagementConfig
@@ -34,22 +36,27 @@ from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
-from llmbus.edge.usage import UsageBatcher
+from llmbus.edge.usage import UsageReporter
 from llmbus.proto import (
     AUTH_KEY_VERIFY,
     EVENTS,
     ROUTE,
+    USAGE_REQUESTS,
     ChatRequest,
     Delta,
     Done,
+    Error,
+    RequestRecord,
     RouteRequest,
     Started,
     Usage,
     chat_codec,
 )
+from llmbus.telemetry import credential_ref
 from llmbus.testing import InMemoryBus
 
 MANAGEMENT_KEY = "mk-integration"
+BROKEN_MODEL = "broken-model"
 CONFIG_KEY = "sk-config-client-key"
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
@@ -60,12 +67,13 @@ class Gateway:
     bus: InMemoryBus
     http: httpx2.AsyncClient
     management: ManagementKey
-    usage: UsageBatcher
+    usage: UsageReporter
     routed: list[ChatRequest] = field(default_factory=list)
+    records: list[RequestRecord] = field(default_factory=list)
 
     async def counted(self) -> None:
-        """Send the edge's counted usage now (it batches about once a second) and wait
-        until auth has written it."""
+        """Send the edge's usage records now (it sends them about once a second) and wait
+        until auth's store has counted them."""
         await self.usage.flush()
         await self.bus.settle()
 
@@ -103,10 +111,16 @@ async def gateway(redis_url: str) -> AsyncIterator[Gateway]:
     async def on_route(request: RouteRequest, _: Delivery) -> None:
         chat = chat_codec.decode(request.body)
         routed.append(chat)
+        if chat.model == BROKEN_MODEL:
+            failed = Error(
+                seq=0, status=502, code="upstream_error", message="upstream said no", provider="mock"
+            )
+            await router_bus.publish_raw(request.reply, EVENTS.encode(failed))
+            return
         for event in (
-            Started(seq=0, provider="mock", model=chat.model, credential="c1"),
+            Started(seq=0, provider="mock", model=chat.model + "-upstream", credential="c1", attempt=2),
             Delta(seq=1, text="hi"),
-            Usage(seq=2, prompt_tokens=12, completion_tokens=3),
+            Usage(seq=2, prompt_tokens=12, completion_tokens=3, cached_tokens=2, reasoning_tokens=1),
             Done(seq=3),
         ):
             await router_bus.publish_raw(request.reply, EVENTS.encode(event))
@@ -117,7 +131,19 @@ async def gateway(redis_url: str) -> AsyncIterator[Gateway]:
     management = ManagementKey(MANAGEMENT_KEY)
     keys_cache = KeyCache(bus, ttl=30)
     await keys_cache.start()
-    usage = UsageBatcher(bus)
+    usage = UsageReporter(bus)
+    # The in-memory bus has no JetStream: the records reach auth's store straight from
+    # the subject the usage stream captures (tests/integration/test_usage_stream.py
+    # reads them through the real stream and its consumer).
+    store = UsageStore(redis)
+    await UsageHandlers(auth_bus, store).subscribe()
+    records: list[RequestRecord] = []
+
+    async def on_record(record: RequestRecord, _: Delivery) -> None:
+        records.append(record)
+        await store.record([(len(records), record)])
+
+    await auth_bus.subscribe(USAGE_REQUESTS, on_record)
 
     async def make_context(settings: EdgeSettings, _: AsyncExitStack) -> EdgeContext:
         return EdgeContext(
@@ -134,7 +160,7 @@ async def gateway(redis_url: str) -> AsyncIterator[Gateway]:
     app = create_app(settings, make_context)
     app.state.context = await make_context(settings, AsyncExitStack())
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://edge") as http:
-        yield Gateway(app, bus, http, management, usage, routed)
+        yield Gateway(app, bus, http, management, usage, routed, records)
     for peer in (bus, auth_bus, router_bus):
         await peer.drain()
     await redis.aclose()
@@ -157,6 +183,108 @@ async def test_a_created_key_serves_requests_and_its_usage_is_counted(gateway: G
     assert document["total"] == {"requests": 1, "input_tokens": 12, "output_tokens": 3}
     assert document["by_model"] == {"gpt-4o-mini": {"requests": 1, "input_tokens": 12, "output_tokens": 3}}
     assert len(document["by_day"]) == 1
+
+
+async def test_each_request_leaves_one_record_with_its_request_id_trace_and_hashed_credential(
+    gateway: Gateway,
+) -> None:
+    client = gateway.openai(CONFIG_KEY)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=USER,
+        extra_headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model=BROKEN_MODEL, messages=USER, stream=True)
+    assert failed.value.status_code == 502
+    await gateway.counted()
+    good, bad = gateway.records
+    assert good.request_id == raw.headers["x-request-id"]
+    assert good.trace_id == trace_id
+    assert (good.provider, good.model, good.upstream_model) == ("mock", "gpt-4o-mini", "gpt-4o-mini-upstream")
+    assert good.credential == credential_ref("c1") != "c1"
+    assert (good.input_tokens, good.output_tokens, good.cached_tokens, good.reasoning_tokens) == (12, 3, 2, 1)
+    assert (good.status, good.error, good.failovers, good.stream, good.api) == (200, "", 1, False, "openai")
+    assert good.latency_ms > 0
+    assert good.ttft_ms == 0
+    assert (bad.status, bad.error, bad.provider, bad.model, bad.stream) == (
+        502,
+        "upstream_error",
+        "mock",
+        BROKEN_MODEL,
+        True,
+    )
+    assert bad.request_id != good.request_id
+
+
+async def test_the_usage_api_shows_requests_and_errors_per_day_by_each_dimension(gateway: Gateway) -> None:
+    client = gateway.openai(CONFIG_KEY)
+    await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model=BROKEN_MODEL, messages=USER)
+    await gateway.counted()
+    manager = {"x-management-key": MANAGEMENT_KEY}
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    by_model = await gateway.http.get("/v1/usage", params={"by": "model", "days": "1"}, headers=manager)
+    assert by_model.status_code == 200, by_model.text
+    assert by_model.json() == {
+        "object": "usage",
+        "by": "model",
+        "days": 1,
+        "data": [
+            {
+                "day": today,
+                "group": BROKEN_MODEL,
+                "requests": 1,
+                "errors": 1,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cached_tokens": 0,
+                "reasoning_tokens": 0,
+            },
+            {
+                "day": today,
+                "group": "gpt-4o-mini",
+                "requests": 1,
+                "errors": 0,
+                "input_tokens": 12,
+                "output_tokens": 3,
+                "cached_tokens": 2,
+                "reasoning_tokens": 1,
+            },
+        ],
+    }
+    groups = {}
+    for by in ("key", "provider", "credential"):
+        response = await gateway.http.get("/v1/usage", params={"by": by}, headers=manager)
+        assert response.status_code == 200, response.text
+        groups[by] = {row["group"]: (row["requests"], row["errors"]) for row in response.json()["data"]}
+    key_id = gateway.records[0].key_id
+    assert groups["key"] == {key_id: (2, 1)}
+    assert groups["provider"] == {"mock": (2, 1)}
+    assert groups["credential"] == {credential_ref("c1"): (1, 0), "": (1, 1)}
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [("by=tenant", "by"), ("days=0", "days"), ("days=abc", "days"), ("days=-3", "days"), ("days=91", "days")],
+)
+async def test_the_usage_api_refuses_a_bad_query_with_an_openai_error(
+    gateway: Gateway, query: str, param: str
+) -> None:
+    response = await gateway.http.get(f"/v1/usage?{query}", headers={"x-management-key": MANAGEMENT_KEY})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == f"invalid_{param}"
+    assert f"`{param}`" in error["message"]
+
+
+async def test_the_usage_api_needs_the_management_key(gateway: Gateway) -> None:
+    response = await gateway.http.get("/v1/usage", headers={"x-management-key": "wrong"})
+    assert response.status_code == 403
+    assert set(response.json()) == {"error"}
 
 
 async def test_the_list_shows_ids_and_prefixes_never_a_key(gateway: Gateway) -> None:

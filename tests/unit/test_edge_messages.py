@@ -26,7 +26,7 @@ from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
 from llmbus.edge.settings import EdgeSettings
-from llmbus.edge.usage import UsageBatcher
+from llmbus.edge.usage import UsageReporter
 from llmbus.proto import (
     AUTH_KEY_VERIFY,
     CONTROL_REGISTRY,
@@ -137,7 +137,7 @@ async def edge() -> AsyncIterator[Edge]:
             keys=KeyCache(bus, ttl=30),
             registry=RegistryClient(bus),
             management=ManagementKey(),
-            usage=UsageBatcher(bus),
+            usage=UsageReporter(bus),
         )
 
     app = create_app(settings, make_context)

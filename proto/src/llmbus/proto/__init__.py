@@ -33,6 +33,7 @@ from llmbus.proto.auth import (
     UsageCounts,
     UsageDimension,
     UsageQuery,
+    UsageRecord,
     UsageReport,
     UsageRow,
 )
@@ -236,6 +237,7 @@ __all__ = [
     "UsageCounts",
     "UsageDimension",
     "UsageQuery",
+    "UsageRecord",
     "UsageReport",
     "UsageRow",
     "WorkerStatus",

@@ -58,6 +58,7 @@ __all__ = [
     "UsageCounts",
     "UsageDimension",
     "UsageQuery",
+    "UsageRecord",
     "UsageReport",
     "UsageRow",
 ]
@@ -146,6 +147,21 @@ class KeyUsage(Msg, frozen=True, kw_only=True):
     by_model: dict[str, UsageCounts] = {}
     by_day: dict[str, UsageCounts] = {}
     """`YYYY-MM-DD` (UTC) → counts."""
+
+
+class UsageRecord(Msg, frozen=True, kw_only=True):
+    """Requests that ended, summed per key, model, provider and day: what edges sent on
+    `auth.v1.events.usage` before the usage stream. No longer sent (a `RequestRecord` per
+    request replaced it); kept so that the v1 contract only grows."""
+
+    key_id: str
+    model: str
+    provider: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    at: float = 0.0
+    ok: bool = True
+    requests: int = 1
 
 
 class RequestRecord(Msg, frozen=True, kw_only=True):

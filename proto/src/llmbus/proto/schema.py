@@ -63,7 +63,7 @@ MESSAGES: dict[str, Any] = {
     **{
         name: getattr(auth, name)
         for name in auth.__all__
-        if name not in {"ClientLimits", "QuotaScope", "UsageCounts"}
+        if name not in {"ClientLimits", "QuotaScope", "UsageCounts", "UsageDimension", "UsageRow"}
     },
 }
 

@@ -23,7 +23,7 @@ from llmbus.auth.responses import ResponseHandlers, ResponseStore
 from llmbus.auth.runtime import RuntimeStore
 from llmbus.auth.settings import AuthSettings
 from llmbus.auth.usage import UsageStore
-from llmbus.auth.usage_handlers import UsageHandlers
+from llmbus.auth.usage_handlers import UsageHandlers, UsageReader
 from llmbus.auth.vault import Vault
 from llmbus.bus import Bus, Lifecycle, retry_within, run_service
 from llmbus.bus.stream import DurableConsumer
@@ -112,19 +112,15 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(AUTH_QUOTA_SETTLE, quotas.settle, queue=AUTH_QUOTA_SETTLE.queue)
         responses = ResponseHandlers(bus, ResponseStore(redis), config.responses)
         await responses.subscribe()
-        usage = UsageHandlers(
+        await UsageHandlers(bus, usage_store).subscribe()
+        usage_stream = DurableConsumer(
             bus,
-            usage_store,
-            DurableConsumer(
-                bus,
-                stream=USAGE_STREAM,
-                subject=USAGE_REQUESTS.subject(),
-                durable=USAGE_CONSUMER,
-                max_age=config.usage.retention_days * 86_400,
-            ),
+            stream=USAGE_STREAM,
+            subject=USAGE_REQUESTS.subject(),
+            durable=USAGE_CONSUMER,
+            max_age=config.usage.retention_days * 86_400,
         )
-        await usage.subscribe()
-        life.spawn(usage.run())
+        life.spawn(UsageReader(usage_store, usage_stream).run())
 
         current = providers
         await serve_flows(

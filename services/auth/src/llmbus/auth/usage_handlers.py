@@ -26,7 +26,7 @@ from llmbus.bus import Bus, BusUnavailable, Delivery
 from llmbus.bus.stream import DurableConsumer, StreamMessage
 from llmbus.proto import AUTH_USAGE_QUERY, USAGE_REQUESTS, BusError, RequestRecord, UsageQuery
 
-__all__ = ["UsageHandlers"]
+__all__ = ["UsageHandlers", "UsageReader"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,11 @@ RETRY_SECONDS: Final = 1.0
 
 
 class UsageHandlers:
-    def __init__(self, bus: Bus, store: UsageStore, consumer: DurableConsumer, batch: int = BATCH) -> None:
+    """`auth.v1.usage.query`, answered from the aggregates."""
+
+    def __init__(self, bus: Bus, store: UsageStore) -> None:
         self.bus = bus
         self.store = store
-        self.consumer = consumer
-        self.batch = batch
 
     async def subscribe(self) -> None:
         await self.bus.subscribe(AUTH_USAGE_QUERY, self.query, queue=AUTH_USAGE_QUERY.queue)
@@ -76,6 +76,16 @@ class UsageHandlers:
             )
             return
         await self.bus.respond(delivery, AUTH_USAGE_QUERY, report)
+
+
+class UsageReader:
+    """The usage stream read into the aggregates, in batches, through the durable
+    consumer every auth replica shares."""
+
+    def __init__(self, store: UsageStore, consumer: DurableConsumer, batch: int = BATCH) -> None:
+        self.store = store
+        self.consumer = consumer
+        self.batch = batch
 
     async def start(self) -> None:
         """Create the stream and the consumer (idempotent), trying again until it works:

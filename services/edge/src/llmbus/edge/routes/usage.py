@@ -29,11 +29,37 @@ _MAX_DAYS: Final = 3660
 """Beyond any retention the config allows (auth checks the configured one)."""
 
 
+class RowView(msgspec.Struct):
+    """A row as the API shows it: every count, zeros too."""
+
+    day: str
+    group: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+
+    @classmethod
+    def of(cls, row: UsageRow) -> RowView:
+        return cls(
+            row.day,
+            row.group,
+            row.requests,
+            row.errors,
+            row.input_tokens,
+            row.output_tokens,
+            row.cached_tokens,
+            row.reasoning_tokens,
+        )
+
+
 class UsageView(msgspec.Struct):
+    object: str
     by: str
     days: int
-    data: list[UsageRow]
-    object: str = "usage"
+    data: list[RowView]
 
 
 def _days(value: str) -> int:
@@ -55,5 +81,5 @@ async def usage(context: Context, _: Manager, by: str = "model", days: str = "7"
     query = UsageQuery(by=by, days=_days(days))  # type: ignore[arg-type]  # checked above
     with answered_by("auth"):
         report = await context.bus.request(AUTH_USAGE_QUERY, query, timeout=5)
-    document = UsageView(by=report.by, days=report.days, data=report.rows)
+    document = UsageView("usage", report.by, report.days, [RowView.of(row) for row in report.rows])
     return Response(_encode(document), media_type="application/json")
