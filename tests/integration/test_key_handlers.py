@@ -181,8 +181,18 @@ async def test_a_key_is_cached_no_longer_than_it_lives_and_refused_once_expired(
     assert await store.lookup(hash_key(key), now=time.time() + 6) is None
 
 
-def _record(key_id: str, model: str, at: float, status: int = 200, **tokens: int) -> RequestRecord:
-    return RequestRecord(at=at, request_id="r" * 32, key_id=key_id, model=model, status=status, **tokens)
+def _record(
+    key_id: str, model: str, at: float, status: int = 200, input_tokens: int = 0, output_tokens: int = 0
+) -> RequestRecord:
+    return RequestRecord(
+        at=at,
+        request_id="r" * 32,
+        key_id=key_id,
+        model=model,
+        status=status,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
 
 
 async def test_a_key_s_usage_is_counted_per_model_and_per_day_from_its_records(auth: Auth) -> None:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 import nats
 import pytest
+from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 from redis.asyncio import Redis
 
@@ -66,7 +67,7 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def harness(server: str, users: BusUsers) -> AsyncIterator[nats.NATS]:
+async def harness(server: str, users: BusUsers) -> AsyncIterator[NATS]:
     """A connection that may do anything: it inspects the stream, and deletes it after
     each test (its consumer with it) so that every test starts from none."""
     nc = await nats.connect(users.url(server, HARNESS))
@@ -114,7 +115,7 @@ async def _auth_replica(
         await bus.drain()
 
 
-async def _all_acknowledged(harness: nats.NATS, published: int, within: float = 15.0) -> None:
+async def _all_acknowledged(harness: NATS, published: int, within: float = 15.0) -> None:
     """Wait until the consumer has every published record delivered and acknowledged."""
     js = harness.jetstream()
     for _ in range(int(within / 0.05)):
@@ -181,7 +182,7 @@ async def _query(server: str, users: BusUsers, by: str, days: int) -> UsageRepor
 
 
 async def test_records_from_the_edge_become_daily_aggregates_by_key_provider_credential_and_model(
-    server: str, users: BusUsers, redis: Redis, harness: nats.NATS
+    server: str, users: BusUsers, redis: Redis, harness: NATS
 ) -> None:
     yesterday = time.time() - DAY
     records = [
@@ -235,7 +236,7 @@ async def test_records_from_the_edge_become_daily_aggregates_by_key_provider_cre
 
 
 async def test_the_stream_and_the_aggregates_keep_records_for_the_retention(
-    server: str, users: BusUsers, redis: Redis, harness: nats.NATS
+    server: str, users: BusUsers, redis: Redis, harness: NATS
 ) -> None:
     async with _auth_replica(server, users, redis):
         await _publish(server, users, [_record(1)])
@@ -250,7 +251,7 @@ async def test_the_stream_and_the_aggregates_keep_records_for_the_retention(
 
 
 async def test_two_auth_replicas_share_the_consumer_and_count_each_record_once(
-    server: str, users: BusUsers, redis: Redis, harness: nats.NATS
+    server: str, users: BusUsers, redis: Redis, harness: NATS
 ) -> None:
     records = [_record(n, key=f"key_{n % 3}") for n in range(300)]
     async with (
@@ -266,7 +267,7 @@ async def test_two_auth_replicas_share_the_consumer_and_count_each_record_once(
 
 
 async def test_records_a_reader_took_but_never_acknowledged_are_counted_once_after_it_dies(
-    server: str, users: BusUsers, redis: Redis, harness: nats.NATS
+    server: str, users: BusUsers, redis: Redis, harness: NATS
 ) -> None:
     records = [_record(n) for n in range(20)]
     # A replica takes the first 10 and dies before writing; another takes the next 10,
@@ -291,7 +292,7 @@ async def test_records_a_reader_took_but_never_acknowledged_are_counted_once_aft
 
 
 async def test_a_query_for_more_days_than_the_retention_or_none_is_refused(
-    server: str, users: BusUsers, redis: Redis, harness: nats.NATS
+    server: str, users: BusUsers, redis: Redis, harness: NATS
 ) -> None:
     async with _auth_replica(server, users, redis):
         for days in (0, RETENTION + 1):
