@@ -70,8 +70,14 @@ class DurableConsumer:
         self.max_ack_pending = max_ack_pending
         self._sub: JetStreamContext.PullSubscription | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._sub is not None
+
     async def start(self) -> None:
-        """Create or update the stream, create the consumer unless it exists, subscribe."""
+        """Create or update the stream, create the consumer unless it exists, subscribe
+        (again, after a failure: the old subscription is dropped)."""
+        await self.stop()
         config = StreamConfig(
             name=self.stream, subjects=[self.subject], storage=StorageType.FILE, max_age=self.max_age
         )

@@ -102,8 +102,9 @@ class UsageReader:
                 await asyncio.sleep(RETRY_SECONDS * 5)
 
     async def run(self) -> None:
-        """Read the usage stream until cancelled."""
-        await self.start()
+        """Read the usage stream until cancelled (opening it first unless `start` did)."""
+        if not self.consumer.started:
+            await self.start()
         while True:
             try:
                 messages = await self.consumer.fetch(self.batch, timeout=1.0)
@@ -121,6 +122,10 @@ class UsageReader:
                 await asyncio.sleep(RETRY_SECONDS)
             except BusUnavailable as exc:
                 log.warning("usage records counted but not acknowledged: %s", exc)
+            except Exception:
+                # Never let one bad batch stop the reader: unacknowledged, it comes back.
+                log.exception("usage records not counted")
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def apply(self, messages: list[StreamMessage]) -> None:
         """Count one batch, then acknowledge it."""
