@@ -218,6 +218,24 @@ async def test_each_request_leaves_one_record_with_its_request_id_trace_and_hash
     assert bad.request_id != good.request_id
 
 
+async def test_a_request_the_key_s_limits_refuse_is_recorded_too(gateway: Gateway) -> None:
+    created = await gateway.create(name="narrow", models=["gpt-*"])
+    client = gateway.openai(str(created["key"]))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await client.chat.completions.create(model="claude-sonnet", messages=USER)
+    await gateway.counted()
+    (record,) = gateway.records
+    assert record.request_id == refused.value.response.headers["x-request-id"]
+    assert (record.key_id, record.model, record.status, record.provider) == (
+        created["id"],
+        "claude-sonnet",
+        403,
+        "",
+    )
+    assert record.error == refused.value.body["code"]  # type: ignore[index]
+    assert gateway.routed == []
+
+
 async def test_the_usage_api_shows_requests_and_errors_per_day_by_each_dimension(gateway: Gateway) -> None:
     client = gateway.openai(CONFIG_KEY)
     await client.chat.completions.create(model="gpt-4o-mini", messages=USER)

@@ -64,7 +64,15 @@ from llmbus.telemetry.requests import claim_request_id, current_request
 
 log = logging.getLogger("llmbus.edge.calls")
 
-__all__ = ["DEADLINE_GRACE", "TIMEOUT_HEADER", "Call", "client_timeouts", "raise_for", "report_usage"]
+__all__ = [
+    "DEADLINE_GRACE",
+    "TIMEOUT_HEADER",
+    "Call",
+    "client_timeouts",
+    "raise_for",
+    "report_refusal",
+    "report_usage",
+]
 
 TIMEOUT_HEADER: Final = "x-llmbus-timeout"
 """A client's own total deadline, in seconds: it shortens the gateway's, never lengthens it."""
@@ -327,33 +335,73 @@ def report_usage(
     reporter = call.usage
     if reporter is None:
         return
-    now = time.perf_counter()
-    info = current_request()
     began = first if isinstance(first, Started) else None
-    record = RequestRecord(
+    provider = began.provider if began is not None else first.provider if isinstance(first, Error) else ""
+    reporter.add(
+        _record(
+            call.client,
+            call.chat,
+            call.api,
+            call.began,
+            status,
+            error,
+            provider=provider,
+            credential=began.credential if began is not None else "",
+            upstream_model=began.model if began is not None else "",
+            failovers=began.attempt - 1 if began is not None else 0,
+            usage=usage,
+            ttft=call.first_token_at - call.began if call.first_token_at else 0.0,
+            bus_id=call.request_id,
+        )
+    )
+
+
+def report_refusal(
+    reporter: UsageReporter | None, client: Client, chat: ChatRequest, api: str, began: float, error: ApiError
+) -> None:
+    """Record a request the edge refused before it reached the bus (the key's limits)."""
+    if reporter is not None:
+        reporter.add(_record(client, chat, api, began, error.status, error.code))
+
+
+def _record(
+    client: Client,
+    chat: ChatRequest,
+    api: str,
+    began: float,
+    status: int,
+    error: str,
+    *,
+    provider: str = "",
+    credential: str = "",
+    upstream_model: str = "",
+    failovers: int = 0,
+    usage: Usage | None = None,
+    ttft: float = 0.0,
+    bus_id: str = "",
+) -> RequestRecord:
+    info = current_request()
+    return RequestRecord(
         at=time.time(),
-        request_id=info.id if info is not None else call.request_id,
+        request_id=info.id if info is not None else bus_id,
         trace_id=info.trace_id if info is not None else "",
-        key_id=call.client.id,
-        provider=began.provider
-        if began is not None
-        else (first.provider if isinstance(first, Error) else ""),
-        credential=credential_ref(began.credential) if began is not None else "",
-        model=call.chat.model,
-        upstream_model=began.model if began is not None else "",
+        key_id=client.id,
+        provider=provider,
+        credential=credential_ref(credential),
+        model=chat.model,
+        upstream_model=upstream_model,
         input_tokens=usage.prompt_tokens if usage is not None else 0,
         output_tokens=usage.completion_tokens if usage is not None else 0,
         cached_tokens=usage.cached_tokens if usage is not None else 0,
         reasoning_tokens=usage.reasoning_tokens if usage is not None else 0,
-        latency_ms=round((now - call.began) * 1000, 3),
-        ttft_ms=round((call.first_token_at - call.began) * 1000, 3) if call.first_token_at else 0.0,
+        latency_ms=round((time.perf_counter() - began) * 1000, 3),
+        ttft_ms=round(ttft * 1000, 3),
         status=status,
         error=error,
-        failovers=began.attempt - 1 if began is not None else 0,
-        stream=call.chat.stream,
-        api=call.api,
+        failovers=failovers,
+        stream=chat.stream,
+        api=api,
     )
-    reporter.add(record)
 
 
 def raise_for(event: Error) -> ApiError:

@@ -20,7 +20,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Send
 
 from llmbus.api import ApiError, InvalidRequest
-from llmbus.edge.calls import Call, client_timeouts, raise_for, report_usage
+from llmbus.edge.calls import Call, client_timeouts, raise_for, report_refusal, report_usage
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
@@ -252,17 +252,21 @@ async def open_call(
 
     `headers` (the request's, lower-case names) may shorten its deadlines
     (`x-llmbus-timeout`, the SDKs' announced timeouts); `api` names the client API in the
-    request's usage record. Raises the ApiError of a request
-    that the caller's key does not allow, and of a failure before the first byte (no
-    worker, unknown model, upstream refused), counted, reported to auth and with the call
-    closed."""
+    request's usage record. Raises the ApiError of a request that the caller's key does
+    not allow, and of a failure before the first byte (no worker, unknown model, upstream
+    refused), counted, recorded and with the call closed."""
     settings = context.settings
-    total, first_byte = client_timeouts(
-        headers or {}, chat.stream, settings.request_timeout, settings.first_byte_timeout
-    )
-    chat = apply_key_limits(chat, caller.limits)
-    tokens = estimate(chat)
-    reservation = await reserve(context.bus, caller, tokens)
+    began = time.perf_counter()
+    try:
+        total, first_byte = client_timeouts(
+            headers or {}, chat.stream, settings.request_timeout, settings.first_byte_timeout
+        )
+        chat = apply_key_limits(chat, caller.limits)
+        tokens = estimate(chat)
+        reservation = await reserve(context.bus, caller, tokens)
+    except ApiError as exc:
+        report_refusal(context.usage, caller.client, chat, api, began, exc)
+        raise
     span = trace.get_current_span()
     span.set_attribute("llmbus.model", chat.model)
     span.set_attribute("llmbus.stream", chat.stream)
