@@ -312,3 +312,18 @@ async def test_the_edge_user_may_not_read_or_create_the_usage_stream(server: str
             await consumer.start()
     finally:
         await edge.drain()
+
+
+async def test_reading_an_idle_stream_returns_empty_batches_whatever_timeout_nats_py_raises(
+    server: str, users: BusUsers, harness: NATS
+) -> None:
+    bus = await _as(server, users, "auth")
+    try:
+        consumer = _consumer(bus)
+        await consumer.start()
+        # Short waits make nats-py give up from either of its timeouts (its own and
+        # asyncio's); each is an empty batch, never an error that would stop the reader.
+        for timeout in (0.001, 0.003, 0.01, 0.03) * 10:
+            assert await consumer.fetch(16, timeout=timeout) == []
+    finally:
+        await bus.drain()

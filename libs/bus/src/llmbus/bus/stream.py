@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from nats.errors import ConnectionClosedError
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
@@ -97,7 +96,7 @@ class DurableConsumer:
                     max_ack_pending=self.max_ack_pending,
                 ),
             )
-        except (JetStreamError, NatsError, NatsTimeout, ConnectionClosedError) as exc:
+        except (JetStreamError, NatsError, TimeoutError, ConnectionClosedError) as exc:
             raise BusUnavailable(f"cannot open the JetStream stream {self.stream}: {exc}") from None
 
     async def fetch(self, batch: int, timeout: float) -> list[StreamMessage]:
@@ -108,7 +107,7 @@ class DurableConsumer:
             raise RuntimeError("start() the consumer first")
         try:
             msgs = await sub.fetch(batch, timeout=timeout)
-        except NatsTimeout:
+        except TimeoutError:  # nats-py's own, and asyncio's, which fetch raises too
             return []
         except NotFoundError:
             raise BusUnavailable(f"the consumer {self.durable} of {self.stream} is gone") from None

@@ -107,25 +107,29 @@ class UsageReader:
             await self.start()
         while True:
             try:
-                messages = await self.consumer.fetch(self.batch, timeout=1.0)
-            except BusUnavailable as exc:
-                log.warning("usage stream not read: %s", exc)
-                await asyncio.sleep(RETRY_SECONDS)
-                await self.start()
-                continue
-            if not messages:
-                continue
-            try:
-                await self.apply(messages)
-            except KeyStoreUnavailable:
-                log.warning("%d usage records wait: the auth store is unavailable", len(messages))
-                await asyncio.sleep(RETRY_SECONDS)
-            except BusUnavailable as exc:
-                log.warning("usage records counted but not acknowledged: %s", exc)
+                await self._once()
             except Exception:
-                # Never let one bad batch stop the reader: unacknowledged, it comes back.
-                log.exception("usage records not counted")
+                # Nothing stops the reader: what it did not acknowledge comes back.
+                log.exception("usage stream: reading failed")
                 await asyncio.sleep(RETRY_SECONDS)
+
+    async def _once(self) -> None:
+        try:
+            messages = await self.consumer.fetch(self.batch, timeout=1.0)
+        except BusUnavailable as exc:
+            log.warning("usage stream not read: %s", exc)
+            await asyncio.sleep(RETRY_SECONDS)
+            await self.start()
+            return
+        if not messages:
+            return
+        try:
+            await self.apply(messages)
+        except KeyStoreUnavailable:
+            log.warning("%d usage records wait: the auth store is unavailable", len(messages))
+            await asyncio.sleep(RETRY_SECONDS)
+        except BusUnavailable as exc:
+            log.warning("usage records counted but not acknowledged: %s", exc)
 
     async def apply(self, messages: list[StreamMessage]) -> None:
         """Count one batch, then acknowledge it."""
