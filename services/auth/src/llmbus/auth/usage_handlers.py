@@ -103,15 +103,20 @@ class UsageReader:
 
     async def run(self) -> None:
         """Read the usage stream until cancelled (opening it first unless `start` did)."""
-        if not self.consumer.started:
-            await self.start()
-        while True:
-            try:
-                await self._once()
-            except Exception:
-                # Nothing stops the reader: what it did not acknowledge comes back.
-                log.exception("usage stream: reading failed")
-                await asyncio.sleep(RETRY_SECONDS)
+        try:
+            if not self.consumer.started:
+                await self.start()
+            while True:
+                try:
+                    await self._once()
+                except Exception:
+                    # Nothing stops the reader: what it did not acknowledge comes back.
+                    log.exception("usage stream: reading failed")
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            # Stop pulling before the bus drains: records delivered and not yet
+            # acknowledged go to another replica (or this one, restarted) after ack_wait.
+            await self.consumer.stop()
 
     async def _once(self) -> None:
         try:
