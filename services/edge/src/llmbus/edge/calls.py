@@ -387,7 +387,7 @@ def _record(
         trace_id=info.trace_id if info is not None else "",
         key_id=client.id,
         provider=provider,
-        credential=credential_ref(credential),
+        credential=credential_ref(credential) if credential else "",
         model=chat.model,
         upstream_model=upstream_model,
         input_tokens=usage.prompt_tokens if usage is not None else 0,
