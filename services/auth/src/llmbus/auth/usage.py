@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final, get_args
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from llmbus.auth.keys import KeyStoreUnavailable
 from llmbus.proto import KeyUsage, RequestRecord, UsageCounts, UsageDimension, UsageReport, UsageRow
 
-__all__ = ["DIMENSIONS", "UsageStore"]
+__all__ = ["UsageStore"]
 
 _PREFIX: Final = "llmbus:usage:"
 _BY: Final = _PREFIX + "by:"
@@ -40,7 +40,6 @@ _APPLIED: Final = _PREFIX + "applied:"
 _APPLIED_BUCKET: Final = 100_000
 _APPLIED_TTL: Final = 7 * 86_400
 """How long a batch's sequences are remembered: far beyond any redelivery."""
-DIMENSIONS: Final[tuple[UsageDimension, ...]] = get_args(UsageDimension)
 
 _ROW_COUNTERS: Final = ("requests", "errors", "input", "output", "cached", "reasoning")
 _KEY_COUNTERS: Final = ("requests", "input", "output")
