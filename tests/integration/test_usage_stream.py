@@ -327,3 +327,24 @@ async def test_reading_an_idle_stream_returns_empty_batches_whatever_timeout_nat
             assert await consumer.fetch(16, timeout=timeout) == []
     finally:
         await bus.drain()
+
+
+async def test_a_new_retention_reaches_the_existing_stream_when_auth_starts_again(
+    server: str, users: BusUsers, harness: NATS
+) -> None:
+    bus = await _as(server, users, "auth")
+    try:
+        await _consumer(bus).start()
+        shorter = DurableConsumer(
+            bus,
+            stream=USAGE_STREAM,
+            subject=USAGE_REQUESTS.subject(),
+            durable=USAGE_CONSUMER,
+            max_age=7 * DAY,
+        )
+        await shorter.start()  # what auth does at its next start, after a config change
+        await shorter.stop()
+    finally:
+        await bus.drain()
+    stream = await harness.jetstream().stream_info(USAGE_STREAM)
+    assert stream.config.max_age == 7 * DAY
