@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from llmbus.bus import Inbox, connect
+from llmbus.bus.runtime import settle_heap
 from llmbus.config import Config, ConfigError, ConfigWatcher, load_config
 from llmbus.config.guard import UnsafeSettings, refuse_unsafe
 from llmbus.edge.app import create_app
@@ -60,6 +61,7 @@ async def build_context(settings: EdgeSettings, stack: AsyncExitStack) -> EdgeCo
 
     watcher = asyncio.create_task(ConfigWatcher(settings.config, apply).run())
     stack.callback(watcher.cancel)
+    settle_heap()
     log.info("edge ready on http://%s:%d", settings.host, settings.port)
     return EdgeContext(
         settings=settings,
