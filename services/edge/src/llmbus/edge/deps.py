@@ -13,7 +13,15 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.proto import AUTH_MANAGEMENT_ATTEMPT, ManagementAttempt
 
-__all__ = ["Authenticated", "Context", "Manager", "api_key_of", "authenticate"]
+__all__ = [
+    "Authenticated",
+    "Context",
+    "Manager",
+    "admit",
+    "api_key_of",
+    "authenticate",
+    "check_management_key",
+]
 
 
 async def _context(request: Request) -> EdgeContext:
@@ -56,19 +64,23 @@ Authenticated = Annotated[Caller, Depends(_caller)]
 """The request's client and its key's limits."""
 
 
-async def _manager(request: Request, context: Context) -> str:
-    """The management API needs the management key from the config file, as
-    `Authorization: Bearer`, `x-api-key` or `x-management-key`, from a client that the
-    config admits (loopback only by default) and that is not locked out. Returns the
-    actor named in auth's logs."""
-    source = request.client.host if request.client else ""
+def admit(context: EdgeContext, source: str) -> None:
+    """Refuse a client that the config does not let reach the management API (loopback
+    only by default)."""
     if not context.management.admits(source):
         raise PermissionDenied(
             "The management API answers local clients only: allow others with "
             "`remote-management` in the config file.",
             code="management_not_local",
         )
-    key = request.headers.get("x-management-key") or api_key_of(request.headers)
+
+
+async def check_management_key(context: EdgeContext, source: str, key: str | None) -> str:
+    """The management key presented by a client at `source`, checked against the
+    config's and counted by auth (a source that keeps guessing wrong is locked out on
+    every edge). Returns the actor named in auth's logs; the management API and the
+    console's login both ask here."""
+    admit(context, source)
     if not context.management.configured:
         raise PermissionDenied(
             "The management API is read-only: set `management-key` in the config file to allow changes.",
@@ -92,6 +104,15 @@ async def _manager(request: Request, context: Context) -> str:
     if not matches:
         raise PermissionDenied("This call needs the management key.", code="invalid_management_key")
     return f"management@{source}"
+
+
+async def _manager(request: Request, context: Context) -> str:
+    """The management API needs the management key from the config file, as
+    `Authorization: Bearer`, `x-api-key` or `x-management-key`, from a client that the
+    config admits and that is not locked out (`check_management_key`)."""
+    source = request.client.host if request.client else ""
+    key = request.headers.get("x-management-key") or api_key_of(request.headers)
+    return await check_management_key(context, source, key)
 
 
 Manager = Annotated[str, Depends(_manager)]

@@ -60,6 +60,14 @@ class ManagementKey:
             return False
         return not self._networks or any(address in network for network in self._networks)
 
+    def sign(self, message: bytes) -> bytes:
+        """A MAC of `message` under a secret derived from the key: what the console's
+        session cookies carry, so that every edge process verifies them, and changing
+        the key ends every session. Empty when no key is configured."""
+        if not self._digest:
+            return b""
+        return hmac.new(self._digest, b"llmbus-console\0" + message, hashlib.sha256).digest()
+
     def matches(self, presented: str | None) -> bool:
         if not self._digest or not presented:
             return False

@@ -10,27 +10,20 @@ Keys from the config file are listed too; revoking one is a 409 (the file owns i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from llmbus.api import ApiError, InvalidRequest
-from llmbus.edge.bus_errors import answered_by
+from llmbus.api import InvalidRequest
+from llmbus.edge import admin
 from llmbus.edge.deps import Context, Manager
 from llmbus.proto import (
-    AUTH_KEYS_CREATE,
-    AUTH_KEYS_LIST,
-    AUTH_KEYS_REVOKE,
     AUTH_KEYS_USAGE,
     ClientLimits,
     KeyCreate,
     KeyInfo,
-    KeyListRequest,
-    KeyRevoke,
     KeyUsageRequest,
     UsageCounts,
 )
@@ -67,6 +60,12 @@ class NewKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise InvalidRequest("`expires_in` must be a positive number of seconds.", param="expires_in")
             return now + self.expires_in
         return self.expires_at or 0.0
+
+    def create(self, now: float, actor: str) -> KeyCreate:
+        limits = ClientLimits(rpm=self.rpm, tpm=self.tpm, max_tokens=self.max_tokens, models=self.models)
+        return KeyCreate(
+            name=self.name, owner=self.owner, limits=limits, expires_at=self.expiry(now), actor=actor
+        )
 
 
 class LimitsView(msgspec.Struct):
@@ -137,19 +136,6 @@ def _json(document: object, status: int = 200) -> Response:
     return Response(_encode(document), status_code=status, media_type="application/json")
 
 
-@contextmanager
-def _asking_auth() -> Iterator[None]:
-    """Bus failures as `answered_by` maps them; a conflict (a config key) stays a 409,
-    said as an invalid request rather than a server error."""
-    try:
-        with answered_by("auth"):
-            yield
-    except ApiError as exc:
-        if exc.status == 409:
-            raise InvalidRequest(exc.message, code=exc.code, status=409) from None
-        raise
-
-
 @router.post("/v1/keys")
 async def create_key(request: Request, context: Context, actor: Manager) -> Response:
     try:
@@ -158,12 +144,7 @@ async def create_key(request: Request, context: Context, actor: Manager) -> Resp
         raise InvalidRequest(f"Invalid key request: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidRequest("The body is not valid JSON.") from None
-    limits = ClientLimits(rpm=body.rpm, tpm=body.tpm, max_tokens=body.max_tokens, models=body.models)
-    create = KeyCreate(
-        name=body.name, owner=body.owner, limits=limits, expires_at=body.expiry(time.time()), actor=actor
-    )
-    with _asking_auth():
-        created = await context.bus.request(AUTH_KEYS_CREATE, create, timeout=3)
+    created = await admin.create_key(context.bus, body.create(time.time(), actor))
     view = KeyView.of(created.info)
     document = CreatedView(**msgspec.structs.asdict(view), key=created.key)
     return _json(document, status=201)
@@ -171,18 +152,15 @@ async def create_key(request: Request, context: Context, actor: Manager) -> Resp
 
 @router.get("/v1/keys")
 async def list_keys(context: Context, _: Manager, include_revoked: bool = False) -> Response:
-    with _asking_auth():
-        listing = await context.bus.request(
-            AUTH_KEYS_LIST, KeyListRequest(include_revoked=include_revoked), timeout=3
-        )
-    return _json(KeyListView(data=[KeyView.of(info) for info in listing.keys]))
+    listing = await admin.list_keys(context.bus, include_revoked=include_revoked)
+    return _json(KeyListView(data=[KeyView.of(info) for info in listing]))
 
 
 @router.get("/v1/keys/{key_id}/usage")
 async def key_usage(
     key_id: str, context: Context, _: Manager, days: Annotated[int, Query(ge=1, le=366)] = 30
 ) -> Response:
-    with _asking_auth():
+    with admin.asking_auth():
         usage = await context.bus.request(AUTH_KEYS_USAGE, KeyUsageRequest(id=key_id, days=days), timeout=3)
     return _json(
         UsageView(
@@ -197,6 +175,5 @@ async def key_usage(
 
 @router.delete("/v1/keys/{key_id}")
 async def revoke_key(key_id: str, context: Context, actor: Manager) -> Response:
-    with _asking_auth():
-        info = await context.bus.request(AUTH_KEYS_REVOKE, KeyRevoke(id=key_id, actor=actor), timeout=3)
+    info = await admin.revoke_key(context.bus, key_id, actor)
     return _json(KeyView.of(info))

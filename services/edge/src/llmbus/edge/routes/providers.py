@@ -11,15 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from llmbus.api import InvalidRequest
-from llmbus.edge.bus_errors import answered_by
+from llmbus.edge import admin
 from llmbus.edge.deps import Authenticated, Context, Manager
-from llmbus.proto import (
-    AUTH_COOLDOWN_CLEAR,
-    AUTH_PROVIDER_TOGGLE,
-    CooldownClear,
-    ProviderToggle,
-    RegistryQuery,
-)
+from llmbus.proto import RegistryQuery
 
 __all__ = ["router"]
 
@@ -66,12 +60,7 @@ async def set_enabled(name: str, request: Request, context: Context, actor: Mana
         raise InvalidRequest(
             f'Expected a JSON body {{"enabled": true|false}}: {exc}', param="enabled"
         ) from None
-    with answered_by("auth"):
-        event = await context.bus.request(
-            AUTH_PROVIDER_TOGGLE,
-            ProviderToggle(provider=name, enabled=wanted.enabled, actor=actor),
-            timeout=3,
-        )
+    event = await admin.toggle_provider(context.bus, name, enabled=wanted.enabled, actor=actor)
     document = {"provider": event.provider, "enabled": event.enabled, "changed_at": event.at}
     return Response(_encode(document), media_type="application/json")
 
@@ -82,12 +71,7 @@ async def clear_cooldowns(
 ) -> Response:
     """End the provider's credential rests now on every router: all of them, or those of
     one credential and/or one upstream model."""
-    with answered_by("auth"):
-        cleared = await context.bus.request(
-            AUTH_COOLDOWN_CLEAR,
-            CooldownClear(provider=name, credential=credential, model=model, actor=actor),
-            timeout=3,
-        )
+    cleared = await admin.clear_cooldowns(context.bus, name, actor, credential=credential, model=model)
     document = {
         "provider": cleared.provider,
         "credential": cleared.credential or None,
