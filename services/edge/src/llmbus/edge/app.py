@@ -23,6 +23,7 @@ from llmbus.api.errors import error_from_status
 from llmbus.api.gemini import gemini_error_body
 from llmbus.api.openai_wire import ChatCompletionRequest
 from llmbus.api.responses_wire import ResponsesRequest
+from llmbus.edge import console
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.hot import EdgeApp, error_payload
 from llmbus.edge.limits import BodyRefusedHTTP, Concurrency, refusal_headers
@@ -159,6 +160,7 @@ def create_app(settings: EdgeSettings, make_context: ContextFactory) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(oauth.router)
     app.include_router(health.router)
+    console.mount(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
