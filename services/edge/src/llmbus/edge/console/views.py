@@ -198,8 +198,9 @@ def providers_page(
         )
     table = (
         '<table id="providers"><thead><tr><th>Provider</th><th>State</th><th>Switch</th>'
-        "<th>Credentials</th><th>Cooldowns</th><th>Health</th><th>Workers</th><th>In flight</th>"
-        f"<th>Requests</th><th>Errors</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        "<th>Credentials</th><th>Cooldowns</th><th>Health</th><th class=\"num\">Workers</th>"
+        '<th class="num">In flight</th><th class="num">Requests</th><th class="num">Errors</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         "<p><small>Requests and errors: the routers' recent window. Switching a provider off "
         "stops routing to it on every router at once.</small></p>"
     )
@@ -344,8 +345,9 @@ def usage_page(
         for group, s in sorted(totals.items(), key=lambda item: -item[1][0])
     )
     table = (
-        f'<table id="usage"><thead><tr><th>{escape(by)}</th><th>Requests</th><th>Errors</th>'
-        f"<th>Input tokens</th><th>Output tokens</th></tr></thead><tbody>{rows}</tbody></table>"
+        f'<table id="usage"><thead><tr><th>{escape(by)}</th><th class="num">Requests</th><th class="num">Errors</th>'
+        '<th class="num">Input tokens</th><th class="num">Output tokens</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
     body = f'{controls}<figure id="chart">{chart}</figure>{table}'
     return _layout("Usage", "usage", csrf, body, error=error)
@@ -358,10 +360,12 @@ def live_page(csrf: str) -> str:
     body = (
         '<p>Refreshed every second. <span id="live-status" class="muted">connecting…</span></p>'
         '<h2>Per provider (every worker)</h2><table id="live-providers" data-source="/console/live.json">'
-        "<thead><tr><th>Provider</th><th>In flight</th><th>Workers</th><th>Requests</th><th>Errors</th>"
+        "<thead><tr><th>Provider</th><th class=\"num\">In flight</th><th class=\"num\">Workers</th>"
+        '<th class="num">Requests</th><th class="num">Errors</th>'
         "</tr></thead><tbody></tbody></table>"
         '<h2>Per client key (this edge process)</h2><p>In flight: <strong id="live-edge-total">0</strong></p>'
-        '<table id="live-keys"><thead><tr><th>Key</th><th>In flight</th></tr></thead><tbody></tbody></table>'
+        '<table id="live-keys"><thead><tr><th>Key</th><th class="num">In flight</th></tr></thead>'
+        "<tbody></tbody></table>"
     )
     return _layout("Live", "live", csrf, body)
 
