@@ -198,7 +198,7 @@ def providers_page(
         )
     table = (
         '<table id="providers"><thead><tr><th>Provider</th><th>State</th><th>Switch</th>'
-        "<th>Credentials</th><th>Cooldowns</th><th>Health</th><th class=\"num\">Workers</th>"
+        '<th>Credentials</th><th>Cooldowns</th><th>Health</th><th class="num">Workers</th>'
         '<th class="num">In flight</th><th class="num">Requests</th><th class="num">Errors</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         "<p><small>Requests and errors: the routers' recent window. Switching a provider off "
@@ -345,7 +345,8 @@ def usage_page(
         for group, s in sorted(totals.items(), key=lambda item: -item[1][0])
     )
     table = (
-        f'<table id="usage"><thead><tr><th>{escape(by)}</th><th class="num">Requests</th><th class="num">Errors</th>'
+        f'<table id="usage"><thead><tr><th>{escape(by)}</th>'
+        '<th class="num">Requests</th><th class="num">Errors</th>'
         '<th class="num">Input tokens</th><th class="num">Output tokens</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
     )
@@ -360,7 +361,7 @@ def live_page(csrf: str) -> str:
     body = (
         '<p>Refreshed every second. <span id="live-status" class="muted">connecting…</span></p>'
         '<h2>Per provider (every worker)</h2><table id="live-providers" data-source="/console/live.json">'
-        "<thead><tr><th>Provider</th><th class=\"num\">In flight</th><th class=\"num\">Workers</th>"
+        '<thead><tr><th>Provider</th><th class="num">In flight</th><th class="num">Workers</th>'
         '<th class="num">Requests</th><th class="num">Errors</th>'
         "</tr></thead><tbody></tbody></table>"
         '<h2>Per client key (this edge process)</h2><p>In flight: <strong id="live-edge-total">0</strong></p>'
