@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from llmbus.edge.console.charts import Point, daily_bars
 from llmbus.proto import KeyInfo, UsageReport
@@ -66,6 +67,11 @@ def _layout(title: str, active: str, csrf: str, body: str, notice: str = "", err
         '<button type="submit" class="quiet" id="logout">Log out</button></form></header>'
         f"<main><h1>{escape(title)}</h1>{messages}{body}</main></body></html>"
     )
+
+
+def _path(segment: str) -> str:
+    """A name as one segment of a form's action."""
+    return escape(quote(segment, safe=""))
 
 
 def _csrf_field(csrf: str) -> str:
@@ -133,7 +139,7 @@ def _cooldowns(name: str, status: Document, csrf: str) -> str:
     )
     return (
         f'<ul class="plain">{rows}</ul>'
-        f'<form method="post" action="/console/providers/{escape(name)}/cooldowns">{_csrf_field(csrf)}'
+        f'<form method="post" action="/console/providers/{_path(name)}/cooldowns">{_csrf_field(csrf)}'
         f'<button type="submit" class="small" data-action="reprobe">End cooldowns, re-probe</button></form>'
     )
 
@@ -153,7 +159,7 @@ def _switch(name: str, enabled: bool, csrf: str) -> str:
     label = "Switch off" if enabled else "Switch on"
     danger = " danger" if enabled else ""
     return (
-        f'<form method="post" action="/console/providers/{escape(name)}/enabled">{_csrf_field(csrf)}'
+        f'<form method="post" action="/console/providers/{_path(name)}/enabled">{_csrf_field(csrf)}'
         f'<input type="hidden" name="enabled" value="{wanted}">'
         f'<button type="submit" class="small{danger}" data-action="toggle">{label}</button>'
         "</form>"
@@ -264,7 +270,7 @@ def keys_page(
         action = ""
         if not info.revoked and info.source == "api":
             action = (
-                f'<form method="post" action="/console/keys/{escape(info.id)}/revoke">{_csrf_field(csrf)}'
+                f'<form method="post" action="/console/keys/{_path(info.id)}/revoke">{_csrf_field(csrf)}'
                 '<button type="submit" class="small danger" data-action="revoke">Revoke</button></form>'
             )
         elif info.source == "config":
