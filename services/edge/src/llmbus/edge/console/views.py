@@ -351,7 +351,7 @@ def usage_page(
         for group, s in sorted(totals.items(), key=lambda item: -item[1][0])
     )
     table = (
-        f'<table id="usage"><thead><tr><th>{escape(by)}</th>'
+        f'<table id="usage"><thead><tr><th>{escape(by.capitalize())}</th>'
         '<th class="num">Requests</th><th class="num">Errors</th>'
         '<th class="num">Input tokens</th><th class="num">Output tokens</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
