@@ -44,6 +44,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 _FORM_LIMIT = 16 * 1024
 """The largest form body an action reads."""
+_FORM_FIELDS = 32
 
 _HEADERS = {
     # The console's own stylesheet and script, nothing inline or from elsewhere, never in a frame.
@@ -113,9 +114,12 @@ async def _form(request: Request, session: Session | None = None) -> dict[str, s
         if len(body) > _FORM_LIMIT:
             raise Refused(413, "The form is too large.")
     try:
-        fields = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+        form = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=_FORM_FIELDS)
     except UnicodeDecodeError:
         raise Refused(400, "The form is not valid UTF-8.") from None
+    except ValueError:
+        raise Refused(400, "The form has too many fields.") from None
+    fields = {name: values[0] for name, values in form.items()}
     if session is not None and not session.csrf_matches(fields.get("csrf")):
         raise Refused(403, "The form's CSRF token is missing or stale: reload the page and try again.")
     return fields
