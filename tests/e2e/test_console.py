@@ -89,11 +89,18 @@ def console(stack: Stack, browser: WebDriver) -> WebDriver:
 
 
 @pytest.fixture
-def sdk(stack: Stack) -> Callable[[str], openai.OpenAI]:
-    def make(key: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0, timeout=20)
+def sdk(stack: Stack) -> Iterator[Callable[[str], openai.OpenAI]]:
+    """The openai SDK with a client key; every client closed after the test."""
+    made: list[openai.OpenAI] = []
 
-    return make
+    def make(key: str) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0, timeout=20)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 def _login(driver: WebDriver, base_url: str, key: str) -> None:
