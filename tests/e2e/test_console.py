@@ -347,7 +347,8 @@ def test_live_view_shows_a_request_in_flight(
             ),
         )
         assert int(console.find_element(By.ID, "live-edge-total").text) >= 1
-        assert console.find_elements(By.CSS_SELECTOR, "#live-keys tbody tr")
+        keys = console.find_elements(By.CSS_SELECTOR, "#live-keys tbody tr")
+        assert any(k.text.startswith("e2e (key_") for k in keys), "the key is named"
         shots(console, "live-in-flight")
         assert int(row.get_attribute("data-in-flight") or 0) >= 1
     finally:

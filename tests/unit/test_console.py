@@ -105,7 +105,7 @@ def test_every_form_of_a_page_carries_the_csrf_token() -> None:
     for page in (
         views.providers_page([provider], {"p": status}, "tok-123"),
         views.keys_page([key], "tok-123"),
-        views.live_page("tok-123"),
+        views.live_page("tok-123", {}),
     ):
         forms = re.findall(r"<form method=\"post\".*?</form>", page, re.S)
         assert forms
@@ -157,3 +157,11 @@ def test_a_chart_folds_the_smallest_groups_into_other() -> None:
 
 def test_a_chart_without_usage_says_so() -> None:
     assert "No usage" in daily_bars([], ["2026-12-07"], "requests", {})
+
+
+def test_the_live_view_names_keys_without_trusting_their_names() -> None:
+    page = views.live_page("t", {"key_1": HOSTILE})
+    assert "<script>alert" not in page
+    names = re.search(r'data-names="([^"]*)"', page)
+    assert names is not None
+    assert "&lt;script&gt;" in names.group(1)

@@ -334,8 +334,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 @router.get("/live")
-async def live(session: LoggedIn) -> Response:
-    return _page(views.live_page(session.csrf))
+async def live(context: Context, session: LoggedIn) -> Response:
+    try:
+        names = {k.id: k.name for k in await admin.list_keys(context.bus, include_revoked=False) if k.name}
+    except ApiError:
+        names = {}  # the live view shows key ids then
+    return _page(views.live_page(session.csrf, names))
 
 
 @router.get("/live.json")

@@ -7,6 +7,7 @@ and `static/console.js`."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -363,16 +364,18 @@ def usage_page(
 # --- live and logins ---------------------------------------------------------------------
 
 
-def live_page(csrf: str) -> str:
+def live_page(csrf: str, key_names: Mapping[str, str]) -> str:
+    """The live view's frame; the script fills its tables (keys named by `key_names`,
+    the names known when the page was drawn)."""
+    names = escape(json.dumps(dict(key_names)), quote=True)
     body = (
         '<p>Refreshed every second. <span id="live-status" class="muted">connecting…</span></p>'
         '<h2>Per provider (every worker)</h2><table id="live-providers" data-source="/console/live.json">'
         '<thead><tr><th>Provider</th><th class="num">In flight</th><th class="num">Workers</th>'
-        '<th class="num">Requests</th><th class="num">Errors</th>'
-        "</tr></thead><tbody></tbody></table>"
+        '<th class="num">Requests</th><th class="num">Errors</th></tr></thead><tbody></tbody></table>'
         '<h2>Per client key (this edge process)</h2><p>In flight: <strong id="live-edge-total">0</strong></p>'
-        '<table id="live-keys"><thead><tr><th>Key</th><th class="num">In flight</th></tr></thead>'
-        "<tbody></tbody></table>"
+        f'<table id="live-keys" data-names="{names}"><thead><tr><th>Key</th><th class="num">In flight</th>'
+        "</tr></thead><tbody></tbody></table>"
     )
     return _layout("Live", "live", csrf, body)
 

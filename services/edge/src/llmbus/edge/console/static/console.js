@@ -38,8 +38,14 @@ async function refresh(table) {
       }),
     );
     document.getElementById("live-edge-total").textContent = String(live.edge_in_flight);
-    document.getElementById("live-keys").tBodies[0].replaceChildren(
-      ...live.keys.map((k) => row([[k.key], [k.in_flight, true]])),
+    const keys = document.getElementById("live-keys");
+    const names = JSON.parse(keys.dataset.names || "{}");
+    keys.tBodies[0].replaceChildren(
+      ...live.keys.map((k) => {
+        const tr = row([[names[k.key] ? names[k.key] + " (" + k.key + ")" : k.key], [k.in_flight, true]]);
+        tr.dataset.key = k.key;
+        return tr;
+      }),
     );
     status.textContent = live.error ? "routers: " + live.error : "updated " + new Date(live.at * 1000).toLocaleTimeString();
   } catch (error) {
