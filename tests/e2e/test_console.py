@@ -316,6 +316,33 @@ def test_provider_status_shows_workers_health_and_a_cooldown_button(stack: Stack
     assert "failing" in broken.text
 
 
+def test_the_reprobe_button_ends_a_cooldown_on_every_router(
+    stack: Stack,
+    console: WebDriver,
+    sdk: Callable[[str], openai.OpenAI],
+    shots: Callable[[WebDriver, str], Path],
+) -> None:
+    # `flaky/` picks the provider whose only key is rate limited upstream: it rests for
+    # the upstream's Retry-After (5 s in the stack), as test_management.py reads too.
+    with pytest.raises(openai.RateLimitError):
+        sdk("sk-test-client").chat.completions.create(model="flaky/resilient", messages=USER)
+    console.get(f"{stack.base_url}/console/providers")
+    row = console.find_element(By.ID, "provider-flaky")
+    assert "cooling down" in row.text
+    shots(console, "provider-cooling-down")
+    row.find_element(By.CSS_SELECTOR, "button[data-action=reprobe]").click()
+    notice = _until(console, lambda d: d.find_element(By.CSS_SELECTOR, "p.notice"))
+    assert "1 cooldown(s) of flaky ended" in notice.text
+
+    def ready() -> bool:
+        status = httpx.get(
+            f"{stack.base_url}/v1/providers/flaky/status", headers={"Authorization": "Bearer sk-test-client"}
+        ).json()
+        return bool(status["cooldowns"] == [] and status["credentials"][0]["state"] == "ready")
+
+    _eventually(ready)
+
+
 def test_live_view_shows_a_request_in_flight(
     stack: Stack,
     console: WebDriver,
