@@ -385,10 +385,6 @@ def test_live_view_shows_a_request_in_flight(
     _until(console, lambda d: d.find_element(By.ID, "live-edge-total").text == "0")
 
 
-@pytest.mark.skip(
-    reason="auth has no handler for `auth.v1.usage.query` yet (only the UsageQuery/UsageReport "
-    "contract is on main): the usage page says no auth answers instead of drawing the charts"
-)
 def test_usage_appears_after_requests(
     stack: Stack,
     console: WebDriver,

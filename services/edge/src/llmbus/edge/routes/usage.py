@@ -15,9 +15,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from llmbus.api import InvalidRequest
-from llmbus.edge.bus_errors import answered_by
+from llmbus.edge import admin
 from llmbus.edge.deps import Context, Manager
-from llmbus.proto import AUTH_USAGE_QUERY, UsageDimension, UsageQuery, UsageRow
+from llmbus.proto import UsageDimension, UsageRow
 
 __all__ = ["router"]
 
@@ -78,8 +78,6 @@ async def usage(context: Context, _: Manager, by: str = "model", days: str = "7"
         raise InvalidRequest(
             f"`by` must be one of {', '.join(_DIMENSIONS)}, got `{by[:32]}`", code="invalid_by", param="by"
         )
-    query = UsageQuery(by=by, days=_days(days))  # type: ignore[arg-type]  # checked above
-    with answered_by("auth"):
-        report = await context.bus.request(AUTH_USAGE_QUERY, query, timeout=5)
+    report = await admin.usage_report(context.bus, by, _days(days))  # type: ignore[arg-type]  # checked above
     document = UsageView("usage", report.by, report.days, [RowView.of(row) for row in report.rows])
     return Response(_encode(document), media_type="application/json")
