@@ -376,6 +376,21 @@ def test_live_view_shows_a_request_in_flight(
         assert int(console.find_element(By.ID, "live-edge-total").text) >= 1
         keys = console.find_elements(By.CSS_SELECTOR, "#live-keys tbody tr")
         assert any(k.text.startswith("e2e (key_") for k in keys), "the key is named"
+        # Key, model, provider (none before the answer starts: the mock never answers), stream.
+        request = _until(
+            console,
+            lambda d: next(
+                (
+                    r
+                    for r in d.find_elements(By.CSS_SELECTOR, "#live-requests tbody tr")
+                    if [c.text for c in r.find_elements(By.TAG_NAME, "td")][1:5]
+                    == ["e2e", "hang", "(not started)", "no"]
+                ),
+                None,
+            ),
+        )
+        assert len(request.get_attribute("data-request-id") or "") == 32  # its x-request-id
+        console.execute_script("document.getElementById('live-requests').scrollIntoView()")
         shots(console, "live-in-flight")
         assert int(row.get_attribute("data-in-flight") or 0) >= 1
     finally:
@@ -383,6 +398,7 @@ def test_live_view_shows_a_request_in_flight(
     assert outcome, "the hanging request ended"
     assert isinstance(outcome[0], openai.APIError), "with an error: the mock never answers"
     _until(console, lambda d: d.find_element(By.ID, "live-edge-total").text == "0")
+    _until(console, lambda d: not d.find_elements(By.CSS_SELECTOR, "#live-requests tbody tr"))
 
 
 def test_usage_appears_after_requests(

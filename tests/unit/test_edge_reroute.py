@@ -10,7 +10,7 @@ import pytest
 
 from llmbus.api import Unavailable
 from llmbus.bus import Delivery, Inbox
-from llmbus.edge.calls import Call
+from llmbus.edge.calls import LIVE, Call
 from llmbus.proto import CANCEL, EVENTS, ROUTE, CancelRequest, Client, Done, Started
 from llmbus.proto import RouteRequest as Route
 from llmbus.testing import InMemoryBus
@@ -56,9 +56,12 @@ async def test_a_request_nobody_took_is_routed_again_and_answered() -> None:
     try:
         await call.start()
         assert isinstance(await call.next(), Started)
+        # The live view lists the call once, under the id it has now.
+        assert [rid for rid, live in LIVE.items() if live is call] == [call.request_id]
         assert isinstance(await call.next(), Done)
     finally:
         await call.close()
+    assert call not in LIVE.values()
     first, second = routed
     assert call.rerouted
     assert first.request_id != second.request_id

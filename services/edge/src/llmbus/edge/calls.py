@@ -66,6 +66,7 @@ log = logging.getLogger("llmbus.edge.calls")
 
 __all__ = [
     "DEADLINE_GRACE",
+    "LIVE",
     "TIMEOUT_HEADER",
     "Call",
     "client_timeouts",
@@ -124,6 +125,11 @@ def _seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 and math.isfinite(seconds) else None
+
+
+LIVE: dict[str, Call] = {}
+"""The calls in flight on this edge process, by bus request id (the console's live view):
+one dict entry per call, set when it opens and removed when it closes."""
 
 
 class Call:
@@ -185,6 +191,11 @@ class Call:
         self.rerouted = False
         """Whether the request was routed a second time (nobody took the first)."""
         self._closed = False
+        self.opened = now
+        """When the call opened (monotonic seconds)."""
+        self.provider = ""
+        """The provider that took it, once its answer has started."""
+        LIVE[self.request_id] = self
 
     async def start(self) -> None:
         chat = self.chat
@@ -292,6 +303,7 @@ class Call:
         old_id, old_inbox = self.request_id, self._inbox_cm
         self.rerouted = True
         self.request_id = claim_request_id()
+        LIVE[self.request_id] = LIVE.pop(old_id, self)
         self._inbox_cm = self._inbox.open(self.request_id)
         self.reply, self._queue = self._inbox_cm.__enter__()
         old_inbox.__exit__(None, None, None)
@@ -311,6 +323,7 @@ class Call:
         if self._closed:
             return
         self._closed = True
+        LIVE.pop(self.request_id, None)
         self._inbox_cm.__exit__(None, None, None)
         if not self.finished:
             try:

@@ -297,6 +297,7 @@ async def open_call(
         if isinstance(first, Error):
             raise raise_for(first)
         if isinstance(first, Started):
+            call.provider = first.provider
             span.set_attribute("llmbus.provider", first.provider)
             span.set_attribute("llmbus.upstream_model", first.model)
     except ApiError as exc:

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from llmbus.api import ApiError, InvalidRequest
 from llmbus.edge import admin
+from llmbus.edge.calls import LIVE
 from llmbus.edge.console import views
 from llmbus.edge.console.charts import last_days
 from llmbus.edge.console.sessions import COOKIE, Session, Sessions
@@ -322,12 +323,42 @@ class _LiveKey(msgspec.Struct):
     in_flight: int
 
 
+class _LiveRequest(msgspec.Struct):
+    request_id: str
+    key: str
+    model: str
+    provider: str
+    stream: bool
+    seconds: float
+
+
 class _Live(msgspec.Struct):
     at: float
     edge_in_flight: int
     keys: list[_LiveKey]
     providers: list[_LiveProvider]
+    requests: list[_LiveRequest]
     error: str | None = None
+
+
+LIVE_REQUESTS_SHOWN = 200
+"""The longest-running requests the live view lists (of this edge process's)."""
+
+
+def live_requests(now: float) -> list[_LiveRequest]:
+    """This edge process's calls in flight, the longest running first."""
+    calls = sorted(LIVE.values(), key=lambda call: call.opened)[:LIVE_REQUESTS_SHOWN]
+    return [
+        _LiveRequest(
+            request_id=call.request_id,
+            key=call.client.id,
+            model=call.chat.model,
+            provider=call.provider,
+            stream=call.chat.stream,
+            seconds=round(now - call.opened, 1),
+        )
+        for call in calls
+    ]
 
 
 _encode = msgspec.json.Encoder().encode
@@ -345,7 +376,7 @@ async def live(context: Context, session: LoggedIn) -> Response:
 @router.get("/live.json")
 async def live_json(request: Request, context: Context, _: LoggedIn) -> Response:
     """Requests in flight: per provider from the routers' view of every worker, and per
-    client key on this edge process (its own count of the requests it serves)."""
+    client key and one by one on this edge process (the requests it serves)."""
     concurrency: Concurrency = request.app.concurrency
     keys = [_LiveKey(k, n) for k, n in sorted(concurrency.by_key.items())]
     providers: list[_LiveProvider] = []
@@ -364,7 +395,7 @@ async def live_json(request: Request, context: Context, _: LoggedIn) -> Response
         ]
     except ApiError as exc:
         error = exc.message
-    live = _Live(time.time(), concurrency.total, keys, providers, error)
+    live = _Live(time.time(), concurrency.total, keys, providers, live_requests(time.monotonic()), error)
     return Response(_encode(live), media_type="application/json", headers=_HEADERS)
 
 

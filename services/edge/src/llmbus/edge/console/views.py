@@ -376,6 +376,9 @@ def live_page(csrf: str, key_names: Mapping[str, str]) -> str:
         '<h2>Per client key (this edge process)</h2><p>In flight: <strong id="live-edge-total">0</strong></p>'
         f'<table id="live-keys" data-names="{names}"><thead><tr><th>Key</th><th class="num">In flight</th>'
         "</tr></thead><tbody></tbody></table>"
+        "<h2>Requests in flight (this edge process, the longest running first)</h2>"
+        '<table id="live-requests"><thead><tr><th>Request id</th><th>Key</th><th>Model</th><th>Provider</th>'
+        '<th>Stream</th><th class="num">Seconds</th></tr></thead><tbody></tbody></table>'
     )
     return _layout("Live", "live", csrf, body)
 

@@ -47,6 +47,20 @@ async function refresh(table) {
         return tr;
       }),
     );
+    document.getElementById("live-requests").tBodies[0].replaceChildren(
+      ...live.requests.map((r) => {
+        const tr = row([
+          [r.request_id],
+          [names[r.key] || r.key],
+          [r.model],
+          [r.provider || "(not started)"],
+          [r.stream ? "yes" : "no"],
+          [r.seconds.toFixed(1), true],
+        ]);
+        tr.dataset.requestId = r.request_id;
+        return tr;
+      }),
+    );
     status.textContent = live.error ? "routers: " + live.error : "updated " + new Date(live.at * 1000).toLocaleTimeString();
   } catch (error) {
     status.textContent = "not updated: " + error.message;
