@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -21,23 +21,7 @@ from llmbus.proto import (
     KeyVerifyRequest,
     ProviderToggle,
 )
-from llmbus.testing import free_port, start_nats
 from llmbus.testing.bususers import HARNESS, BusUsers
-
-
-@pytest.fixture(scope="module")
-def users() -> BusUsers:
-    return BusUsers.generate(harness=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, users: BusUsers) -> Iterator[str]:
-    port = free_port()
-    process = start_nats(port, tmp_path_factory.mktemp("closed-bus"), users=users)
-    try:
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 async def _as(server: str, users: BusUsers, user: str) -> NatsBus:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import nats
@@ -35,26 +35,10 @@ from llmbus.proto import (
     UsageRow,
 )
 from llmbus.telemetry import credential_ref
-from llmbus.testing import free_port, start_nats
 from llmbus.testing.bususers import HARNESS, BusUsers
 
 DAY = 86_400
 RETENTION = 30
-
-
-@pytest.fixture(scope="module")
-def users() -> BusUsers:
-    return BusUsers.generate(harness=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, users: BusUsers) -> Iterator[str]:
-    port = free_port()
-    process = start_nats(port, tmp_path_factory.mktemp("usage-stream"), users=users)
-    try:
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 @pytest.fixture
