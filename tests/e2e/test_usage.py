@@ -56,9 +56,9 @@ async def _records(nats_url: str, request_ids: set[str], timeout: float = 15.0) 
                     message = await js.get_msg(USAGE_STREAM, sequence)
                 except nats.js.errors.NotFoundError:
                     continue
-                record = USAGE_REQUESTS.codec.decode(message.data or b"")
-                if record.request_id in request_ids:
-                    found[record.request_id] = record
+                for record in USAGE_REQUESTS.codec.decode(message.data or b"").records:
+                    if record.request_id in request_ids:
+                        found[record.request_id] = record
             if set(found) == request_ids or time.monotonic() - began > timeout:
                 return found
             await asyncio.sleep(0.2)

@@ -47,6 +47,7 @@ from llmbus.proto import (
     Done,
     Error,
     RequestRecord,
+    RequestRecords,
     RouteRequest,
     Started,
     Usage,
@@ -139,11 +140,12 @@ async def gateway(redis_url: str) -> AsyncIterator[Gateway]:
     await UsageHandlers(auth_bus, store).subscribe()
     records: list[RequestRecord] = []
 
-    async def on_record(record: RequestRecord, _: Delivery) -> None:
-        records.append(record)
-        await store.record([(len(records), record)])
+    async def on_records(batch: RequestRecords, _: Delivery) -> None:
+        for record in batch.records:
+            records.append(record)
+            await store.record([(len(records), record)])
 
-    await auth_bus.subscribe(USAGE_REQUESTS, on_record)
+    await auth_bus.subscribe(USAGE_REQUESTS, on_records)
 
     async def make_context(settings: EdgeSettings, _: AsyncExitStack) -> EdgeContext:
         return EdgeContext(

@@ -142,12 +142,15 @@ def _record(
     )
 
 
-async def _publish(server: str, users: BusUsers, records: list[RequestRecord]) -> None:
-    """As the edge does: queued by the reporter, sent by its flush."""
+async def _publish(server: str, users: BusUsers, records: list[RequestRecord], *, each: bool = True) -> None:
+    """As the edge does: queued by the reporter, sent by its flush; with `each`, one flush
+    (one stream message) per record, so that replicas and crashes split them finely."""
     edge = await _as(server, users, "edge")
     reporter = UsageReporter(edge, interval=60)
     for record in records:
         reporter.add(record)
+        if each:
+            await reporter.flush()
     await reporter.flush()
     await edge.flush()
     await edge.drain()
@@ -265,7 +268,7 @@ async def test_records_a_reader_took_but_never_acknowledged_are_counted_once_aft
         taken = await consumer.fetch(10, timeout=2)
         assert len(taken) == 10
         if writes:
-            batch = [(m.sequence, USAGE_REQUESTS.codec.decode(m.data)) for m in taken]
+            batch = [(m.sequence, r) for m in taken for r in USAGE_REQUESTS.codec.decode(m.data).records]
             await UsageStore(redis, RETENTION).record(batch)
         await bus.nc.close()  # gone, without an acknowledgement
     # A surviving replica gets every record again after the consumer's ack_wait.
@@ -273,6 +276,26 @@ async def test_records_a_reader_took_but_never_acknowledged_are_counted_once_aft
         await _all_acknowledged(harness, len(records))
         report = await _query(server, users, "model", 1)
     assert [(r.group, r.requests, r.input_tokens) for r in report.rows] == [("gpt-4o-mini", 20, 200)]
+
+
+async def test_the_records_of_one_flush_are_one_message_counted_once_after_a_crash(
+    server: str, users: BusUsers, redis: Redis, harness: NATS
+) -> None:
+    records = [_record(n) for n in range(30)]
+    bus = await _as(server, users, "auth")
+    consumer = _consumer(bus, ack_wait=1.0)
+    await consumer.start()
+    await _publish(server, users, records, each=False)
+    taken = await consumer.fetch(10, timeout=2)
+    assert len(taken) == 1, "the edge's flush is one stream message"
+    batch = [(m.sequence, r) for m in taken for r in USAGE_REQUESTS.codec.decode(m.data).records]
+    assert len(batch) == 30
+    await UsageStore(redis, RETENTION).record(batch)
+    await bus.nc.close()  # counted, then gone without an acknowledgement
+    async with _auth_replica(server, users, redis, ack_wait=1.0):
+        await _all_acknowledged(harness, 1)
+        report = await _query(server, users, "model", 1)
+    assert [(r.group, r.requests, r.input_tokens) for r in report.rows] == [("gpt-4o-mini", 30, 300)]
 
 
 async def test_a_query_for_more_days_than_the_retention_or_none_is_refused(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from llmbus.edge.usage import UsageReporter
-from llmbus.proto import USAGE_REQUESTS, RequestRecord
+from llmbus.proto import USAGE_BATCH, USAGE_REQUESTS, RequestRecord, RequestRecords
 from llmbus.testing import InMemoryBus
 
 
@@ -14,13 +14,16 @@ def _record(n: int) -> RequestRecord:
     return RequestRecord(at=1.0, request_id=f"{n:032x}", key_id="key_a", model="mini")
 
 
-async def _collect(bus: InMemoryBus) -> list[RequestRecord]:
+async def _collect(bus: InMemoryBus, messages: list[int] | None = None) -> list[RequestRecord]:
+    """The records sent, in order; `messages` gets the number of records of each message."""
     seen: list[RequestRecord] = []
 
-    async def on_record(record: RequestRecord, _: object) -> None:
-        seen.append(record)
+    async def on_records(batch: RequestRecords, _: object) -> None:
+        seen.extend(batch.records)
+        if messages is not None:
+            messages.append(len(batch.records))
 
-    await bus.peer().subscribe(USAGE_REQUESTS, on_record)
+    await bus.peer().subscribe(USAGE_REQUESTS, on_records)
     return seen
 
 
@@ -63,3 +66,16 @@ async def test_stopping_the_reporter_sends_what_is_left() -> None:
     await asyncio.gather(running, return_exceptions=True)
     await bus.settle()
     assert [r.request_id for r in seen] == [f"{7:032x}"]
+
+
+async def test_a_flush_sends_its_records_together_up_to_a_batch_a_message() -> None:
+    bus = InMemoryBus()
+    messages: list[int] = []
+    seen = await _collect(bus, messages)
+    reporter = UsageReporter(bus, interval=60)
+    for n in range(USAGE_BATCH + 3):
+        reporter.add(_record(n))
+    await reporter.flush()
+    await bus.settle()
+    assert messages == [USAGE_BATCH, 3]
+    assert [r.request_id for r in seen] == [f"{n:032x}" for n in range(USAGE_BATCH + 3)]

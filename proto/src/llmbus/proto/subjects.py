@@ -36,7 +36,7 @@ from llmbus.proto.auth import (
     QuotaGrant,
     QuotaReserve,
     QuotaSettle,
-    RequestRecord,
+    RequestRecords,
     TokenReply,
     TokenRequest,
     UsageQuery,
@@ -101,6 +101,7 @@ __all__ = [
     "EXEC",
     "HEALTH",
     "ROUTE",
+    "USAGE_BATCH",
     "USAGE_CONSUMER",
     "USAGE_REQUESTS",
     "USAGE_STREAM",
@@ -211,11 +212,13 @@ AUTH_KEYS_REVOKE: Endpoint[KeyRevoke, KeyInfo] = Endpoint(
 AUTH_KEYS_USAGE: Endpoint[KeyUsageRequest, KeyUsage] = Endpoint(
     "auth.v1.keys.usage", Codec(KeyUsageRequest), queue="auth", reply=Codec(KeyUsage)
 )
-USAGE_REQUESTS: Topic[RequestRecord] = Topic("usage.v1.requests", Codec(RequestRecord))
-"""Published by the edge when a request ends (one core publish, no acknowledgement
-awaited); the durable JetStream stream `USAGE_STREAM` keeps every record, and auth's
-replicas read them through the one durable pull consumer `USAGE_CONSUMER`, which hands
-each record to one of them."""
+USAGE_REQUESTS: Topic[RequestRecords] = Topic("usage.v1.requests", Codec(RequestRecords))
+"""Published by the edge about once a second: the records of the requests that ended
+since, up to `USAGE_BATCH` a message (core publishes, no acknowledgement awaited); the
+durable JetStream stream `USAGE_STREAM` keeps them, and auth's replicas read them through
+the one durable pull consumer `USAGE_CONSUMER`, which hands each message to one of them."""
+USAGE_BATCH = 500
+"""The most records in one `USAGE_REQUESTS` message (about 150 KB)."""
 USAGE_STREAM = "LLMBUS_USAGE"
 """The JetStream stream of `USAGE_REQUESTS` (file storage; records kept for the retention)."""
 USAGE_CONSUMER = "usage-aggregates"

@@ -103,7 +103,8 @@ class UsageStore:
         return {sequence for sequence, hit in zip(sequences, found, strict=True) if hit}
 
     async def record(self, records: Sequence[tuple[int, RequestRecord]]) -> None:
-        """Count a batch of (stream sequence, record): one MULTI/EXEC for the batch."""
+        """Count a batch of (stream sequence, record): one MULTI/EXEC for the batch. The
+        records of one stream message share its sequence, which marks them all counted."""
         increments: defaultdict[tuple[str, str], int] = defaultdict(int)
         for _, record in records:
             day = _day(record.at or time.time())
@@ -121,9 +122,9 @@ class UsageStore:
             increments[key, f"requests:{record.model}"] += 1
             increments[key, f"input:{record.model}"] += record.input_tokens
             increments[key, f"output:{record.model}"] += record.output_tokens
-        buckets: defaultdict[str, list[str]] = defaultdict(list)
-        for sequence, _ in records:
-            buckets[f"{_APPLIED}{sequence // _APPLIED_BUCKET}"].append(str(sequence))
+        buckets: defaultdict[str, set[str]] = defaultdict(set)
+        for sequence, _ in records:  # a message's records share its sequence number
+            buckets[f"{_APPLIED}{sequence // _APPLIED_BUCKET}"].add(str(sequence))
         ttl = self.retention_days * 86_400
         try:
             async with self._redis.pipeline(transaction=True) as pipe:

@@ -1,10 +1,11 @@
 """Auth's side of usage: the usage stream read into daily aggregates, and the query.
 
-    usage.v1.requests      RequestRecord, one per finished request, read from the durable
-                           stream through the consumer every auth replica shares
+    usage.v1.requests      RequestRecords, an edge's records of about a second (one per
+                           finished request), read from the durable stream through the
+                           consumer every auth replica shares
     auth.v1.usage.query    UsageQuery → UsageReport (queue group `auth`)
 
-The reader fetches records in batches, counts a batch in one Redis transaction and only
+The reader fetches messages in batches, counts a batch in one Redis transaction and only
 then acknowledges it: a replica that dies before its acknowledgement leaves its records
 to be delivered again (to any replica) after the consumer's `ack_wait`, and the
 applied-sequence check of `UsageStore` keeps them from being counted twice. While Redis
@@ -142,11 +143,12 @@ class UsageReader:
         again: list[int] = []
         for message in messages:
             try:
-                decoded.append((message.sequence, USAGE_REQUESTS.codec.decode(message.data)))
+                batch = USAGE_REQUESTS.codec.decode(message.data)
             except msgspec.DecodeError:
                 USAGE_RECORDS.labels("malformed").inc()
-                log.warning("usage stream message %d is not a usage record: dropped", message.sequence)
+                log.warning("usage stream message %d holds no usage records: dropped", message.sequence)
                 continue
+            decoded.extend((message.sequence, record) for record in batch.records)
             if message.deliveries > 1:
                 again.append(message.sequence)
         if again:

@@ -3,9 +3,10 @@ on `usage.v1.requests`, where the durable usage stream keeps it and auth counts 
 
 A request that ends costs its record's construction and a list append here (no I/O, no
 await on the request path); about once a second (and when the edge stops) the records
-go out, each one msgspec encode and one core NATS publish, no JetStream acknowledgement
-awaited. Records wait while the bus is unavailable, up to `max_pending`; beyond that
-they are dropped and counted in the log."""
+go out together, up to `USAGE_BATCH` in one message: one msgspec encode and one core NATS
+publish for all of them, no JetStream acknowledgement awaited. Records wait while the
+bus is unavailable, up to `max_pending`; beyond that they are dropped and counted in the
+log."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import contextlib
 import logging
 
 from llmbus.bus import Bus, BusFailure
-from llmbus.proto import USAGE_REQUESTS, RequestRecord
+from llmbus.proto import USAGE_BATCH, USAGE_REQUESTS, RequestRecord, RequestRecords
 
 __all__ = ["UsageReporter"]
 
@@ -40,9 +41,10 @@ class UsageReporter:
     async def flush(self) -> None:
         """Publish what was queued since the last flush."""
         pending, self._pending = self._pending, []
-        for sent, record in enumerate(pending):
+        for sent in range(0, len(pending), USAGE_BATCH):
+            batch = RequestRecords(records=pending[sent : sent + USAGE_BATCH])
             try:
-                await self._bus.publish(USAGE_REQUESTS, record, traced=False)
+                await self._bus.publish(USAGE_REQUESTS, batch, traced=False)
             except BusFailure:
                 # Kept for the next flush, within `max_pending`: a short outage loses none.
                 self._pending = (pending[sent:] + self._pending)[: self._max_pending]
