@@ -142,17 +142,22 @@ class UsageStore:
         except RedisError as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from None
 
+    async def _daily(self, prefix: str, days: list[str]) -> list[dict[bytes | str, bytes | str]]:
+        """The hashes `prefix` + day of `days`, in their order, in one round trip."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(f"{prefix}{day}")
+                raws: list[dict[bytes | str, bytes | str]] = await pipe.execute()
+        except RedisError as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from None
+        return raws
+
     async def report(self, by: UsageDimension, days: int, now: float | None = None) -> UsageReport:
         """Rows per UTC day and group over the last `days` days (today included), oldest
         day first; days and groups without requests are left out."""
         wanted = _days(days, now)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for day in wanted:
-                    pipe.hgetall(f"{_BY}{by}:{day}")
-                raws: list[dict[bytes | str, bytes | str]] = await pipe.execute()
-        except RedisError as exc:
-            raise KeyStoreUnavailable(type(exc).__name__) from None
+        raws = await self._daily(f"{_BY}{by}:", wanted)
         rows: list[UsageRow] = []
         for day, raw in zip(wanted, raws, strict=True):
             groups: dict[str, dict[str, int]] = {}
@@ -181,13 +186,7 @@ class UsageStore:
         """One key's totals, per model and per day over the last `days` UTC days, today
         included; days without requests are left out."""
         wanted = _days(max(1, min(days, self.retention_days)), now)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for day in wanted:
-                    pipe.hgetall(f"{_PREFIX}{key_id}:{day}")
-                raws: list[dict[bytes | str, bytes | str]] = await pipe.execute()
-        except RedisError as exc:
-            raise KeyStoreUnavailable(type(exc).__name__) from None
+        raws = await self._daily(f"{_PREFIX}{key_id}:", wanted)
         total = _Tally()
         by_model: dict[str, _Tally] = {}
         by_day: dict[str, _Tally] = {}
