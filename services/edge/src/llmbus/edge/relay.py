@@ -19,7 +19,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Send
 
-from llmbus.api import ApiError, InvalidRequest
+from llmbus.api import ApiError
 from llmbus.edge.calls import Call, client_timeouts, raise_for, report_refusal, report_usage
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
@@ -42,7 +42,6 @@ __all__ = [
     "StreamEncoder",
     "cancelled_if_the_client_leaves",
     "open_call",
-    "read_body",
     "relay_stream",
     "relay_stream_to_client",
     "respond_whole",
@@ -214,26 +213,6 @@ class AnswerBuilder(Protocol):
     def add(self, event: Delta) -> None: ...
 
     def build(self, done: Done, usage: Usage | None) -> bytes: ...
-
-
-async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit`."""
-    length = headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientGone
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"the body is larger than {limit} bytes", code="body_too_large", status=413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 _CLIENT_GONE = "client_closed_request"
