@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -206,8 +208,8 @@ async def test_publishes_arrive_whole_and_in_order_one_per_loop_pass_or_in_a_bur
 
 
 async def test_lazy_frames_share_a_write_and_an_eager_one_takes_them_along(nats_url: str) -> None:
-    """With a coalescing window, lazy publishes wait for it (or for an eager publish,
-    which writes them first: order kept); without one, they go at once."""
+    """With a coalescing window, "window" publishes wait for it (or for one of another
+    pace, which writes them first: order kept); without one, they go at once."""
     sender = await connect(nats_url, name="test-lazy")
     receiver = await connect(nats_url, name="test-lazy-receiver")
     try:
@@ -224,19 +226,64 @@ async def test_lazy_frames_share_a_write_and_an_eager_one_takes_them_along(nats_
             return len(seen) >= count
 
         sender.coalesce(0.3)
-        await sender.publish_raw(subject, b"lazy-1", lazy=True)
+        await sender.publish_raw(subject, b"lazy-1", pace="window")
         await asyncio.sleep(0)
-        await sender.publish_raw(subject, b"lazy-2", lazy=True)
+        await sender.publish_raw(subject, b"lazy-2", pace="window")
         assert not await arrived(1, 0.1)  # still waiting for company
         assert await arrived(2, 2)  # the window ended
-        await sender.publish_raw(subject, b"lazy-3", lazy=True)
+        await sender.publish_raw(subject, b"lazy-3", pace="window")
         await asyncio.sleep(0)
-        await sender.publish_raw(subject, b"eager", lazy=False)
+        await sender.publish_raw(subject, b"eager")
         assert await arrived(4, 0.2)  # well before the window: the eager one took it along
         sender.coalesce(0)
-        await sender.publish_raw(subject, b"lazy-4", lazy=True)
+        await sender.publish_raw(subject, b"lazy-4", pace="window")
         assert await arrived(5, 0.2)
         assert seen == [b"lazy-1", b"lazy-2", b"lazy-3", b"eager", b"lazy-4"]
     finally:
         await sender.drain()
         await receiver.drain()
+
+
+async def test_a_now_publish_is_written_before_the_loop_pass_ends(nats_url: str) -> None:
+    """A "pass" publish waits for the end of the loop's pass; a "now" one is on the wire
+    at once, and takes what waits before it along (a "window" frame too), in order. The
+    receiver runs on its own thread and loop, so it reads while this loop is held up."""
+    subject = f"test.{secrets.token_hex(4)}.now"
+    seen: list[bytes] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def receive() -> None:
+        async def run() -> None:
+            receiver = await connect(nats_url, name="test-now-receiver")
+            await receiver.subscribe_direct(subject, lambda msg: seen.append(msg.data))
+            await receiver.flush()
+            ready.set()
+            await asyncio.to_thread(stop.wait, 30)
+            await receiver.drain()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    sender = await connect(nats_url, name="test-now")
+    try:
+        assert await asyncio.to_thread(ready.wait, 10)
+        sender.coalesce(5.0)
+        await sender.publish_raw(subject, b"pass")
+        time.sleep(0.3)  # noqa: ASYNC251 (holding this loop's pass on purpose)
+        assert seen == []  # the pass has not ended: nothing written
+        await asyncio.sleep(0)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [b"pass"]
+        await sender.publish_raw(subject, b"window", pace="window")
+        await sender.publish_raw(subject, b"now", pace="now")
+        time.sleep(0.3)  # noqa: ASYNC251
+        assert seen == [b"pass", b"window", b"now"]  # within the same pass
+    finally:
+        await sender.drain()
+        stop.set()
+        await asyncio.to_thread(thread.join, 10)

@@ -3,7 +3,7 @@
 from llmbus.bus.client import STOPPING, NatsBus, connect, is_no_responders
 from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.inbox import Inbox, StreamInbox
-from llmbus.bus.protocol import Bus, Delivery, Subscription
+from llmbus.bus.protocol import Bus, Delivery, Pace, Subscription
 from llmbus.bus.retry import BUS_RETRYABLE, retry_within
 from llmbus.bus.runtime import Lifecycle, run_service
 
@@ -19,6 +19,7 @@ __all__ = [
     "Lifecycle",
     "NatsBus",
     "NoResponders",
+    "Pace",
     "RemoteError",
     "StreamInbox",
     "Subscription",

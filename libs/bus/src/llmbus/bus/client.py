@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, SpanKind
 from llmbus.bus.access import inbox_prefix
 from llmbus.bus.dispatch import dispatch
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
-from llmbus.bus.protocol import Delivery, Subscription
+from llmbus.bus.protocol import Delivery, Pace, Subscription
 from llmbus.bus.retry import retry_within
 from llmbus.proto import ERROR_HEADER, BusError, Endpoint, Topic, error_codec
 from llmbus.telemetry import extract, inject, recording
@@ -183,29 +183,34 @@ class _Client(NATS):
     backpressure (the socket's buffer above `_BACKPRESSURE` bytes), when not connected or
     when a flush is forced, nats-py's own flusher does it, waiting for the socket to drain.
 
-    A lazy publish (`NatsBus.publish_raw(lazy=True)`: a stream's middle chunks) may wait
-    up to `lazy_window` seconds for others to share its write; any eager publish writes it
-    at once with everything before it, so order is kept. Under many concurrent streams
-    this turns one write (and one wakeup of nats-server and of the edge) per chunk into
-    one per window.
+    The publish's `Pace` (`NatsBus.publish_raw(pace=...)`) may change when: a `"window"`
+    publish (a stream's middle chunks) waits up to `lazy_window` seconds for others to
+    share its write, and a `"now"` publish (a streamed request's first frames) is written
+    at once; either way a publish writes everything pending before it, so order is kept.
+    Under many concurrent streams the window turns one write (and one wakeup of
+    nats-server and of the edge) per chunk into one per window; writing a request's first
+    frames at once keeps them from waiting behind the rest of a busy pass.
 
     Tied to nats-py 2.x's internals (`_flush_pending`, `_pending`, `_pending_data_size`,
     `_transport`), which the pinned version has; tests/integration/test_bus.py covers it."""
 
     _write_scheduled = False
     _lazy_timer: asyncio.TimerHandle | None = None
-    lazy = False
+    pace: Pace = "pass"
     """Set by `NatsBus.publish_raw` for the publish it makes (read, and reset, by the
     `_flush_pending` that publish calls, with no await in between)."""
     lazy_window = 0.0
 
     async def _flush_pending(self, force_flush: bool = False) -> Any:
-        lazy, self.lazy = self.lazy, False
+        pace, self.pace = self.pace, "pass"
         if force_flush or not self.is_connected or self._congested():
             return await super()._flush_pending(force_flush)
+        if pace == "now":
+            self._write_pending()
+            return None
         if self._write_scheduled:
             return None
-        if lazy and self.lazy_window:
+        if pace == "window" and self.lazy_window:
             if self._lazy_timer is None:
                 self._lazy_timer = asyncio.get_running_loop().call_later(self.lazy_window, self._lazy_write)
             return None
@@ -289,34 +294,35 @@ class NatsBus:
         *,
         reply: str = "",
         traced: bool = True,
+        pace: Pace = "pass",
         **tokens: str,
     ) -> None:
         subject = topic.subject(**tokens)
         data = topic.codec.encode(message)
         if not traced or not recording():
             # Without recording, the trace context (the sender's, if any) travels alone.
-            await self.publish_raw(subject, data, reply=reply, traced=traced)
+            await self.publish_raw(subject, data, reply=reply, traced=traced, pace=pace)
             return
         with _tracer.start_as_current_span(f"publish {topic.pattern}", kind=SpanKind.PRODUCER) as span:
             _messaging(span, "send", "publish", subject, len(data))
-            await self.publish_raw(subject, data, reply=reply, traced=True)
+            await self.publish_raw(subject, data, reply=reply, traced=True, pace=pace)
 
     async def publish_raw(
-        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, lazy: bool = False
+        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, pace: Pace = "pass"
     ) -> None:
         """Publish encoded bytes; used for stream frames (untraced, one task per stream).
-        `lazy`: the frame may wait up to the coalescing window (`coalesce`) to share a
-        write with others."""
+        `pace`: when it is written (`Pace`: at the end of this loop pass, at once, or up
+        to the coalescing window later)."""
         nc = self.nc
         try:
-            if lazy and isinstance(nc, _Client):
-                nc.lazy = True
+            if pace != "pass" and isinstance(nc, _Client):
+                nc.pace = pace
             await nc.publish(subject, data, reply=reply, headers=inject() if traced else None)
         except (ConnectionClosedError, OutboundBufferLimitError) as exc:
             raise BusUnavailable(f"cannot publish on {subject}: {exc}") from None
 
     def coalesce(self, window: float) -> None:
-        """Let lazy publishes wait up to `window` seconds to share a write (0: never)."""
+        """Let `"window"` publishes wait up to `window` seconds to share a write (0: never)."""
         if isinstance(self.nc, _Client):
             self.nc.lazy_window = max(0.0, window)
 

@@ -9,14 +9,27 @@ no nats-py type appears in a service's signature.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from llmbus.proto import BusError, Endpoint, Topic
 
-__all__ = ["Bus", "Delivery", "Subscription"]
+__all__ = ["Bus", "Delivery", "Pace", "Subscription"]
 
 M = TypeVar("M")
 R = TypeVar("R")
+
+Pace = Literal["now", "pass", "window"]
+"""When a publish is written to the connection:
+
+- `"pass"` (the default): at the end of the event loop's current pass, in one write with
+  the pass's other publishes;
+- `"now"`: at once, with everything pending before it (a streamed request's first frames,
+  which its client's first token waits on: behind a busy pass, they would wait for all of
+  it);
+- `"window"`: up to the coalescing window later (`NatsBus.coalesce`: a stream's middle
+  chunks), unless another publish takes it along first.
+
+Order is kept whatever the pace: a publish writes everything pending before it."""
 
 
 class Delivery(Protocol):
@@ -48,14 +61,20 @@ class Bus(Protocol):
     def new_inbox(self) -> str: ...
 
     async def publish(
-        self, topic: Topic[M], message: M, *, reply: str = "", traced: bool = True, **tokens: str
+        self,
+        topic: Topic[M],
+        message: M,
+        *,
+        reply: str = "",
+        traced: bool = True,
+        pace: Pace = "pass",
+        **tokens: str,
     ) -> None: ...
 
     async def publish_raw(
-        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, lazy: bool = False
+        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, pace: Pace = "pass"
     ) -> None:
-        """Publish encoded bytes (stream frames). `lazy`: the frame may wait a moment to
-        share a write with others (a stream's middle chunks); order is kept."""
+        """Publish encoded bytes (stream frames), written at `pace`."""
         ...
 
     async def request(self, endpoint: Endpoint[M, R], message: M, *, timeout: float, **tokens: str) -> R:

@@ -37,6 +37,7 @@ from llmbus.bus import (
     BusUnavailable,
     Delivery,
     NoResponders,
+    Pace,
     RemoteError,
     Subscription,
     is_no_responders,
@@ -214,12 +215,19 @@ class InMemoryBus:
         return f"_INBOX.{self._server.next_id()}"
 
     async def publish(
-        self, topic: Topic[M], message: M, *, reply: str = "", traced: bool = True, **tokens: str
+        self,
+        topic: Topic[M],
+        message: M,
+        *,
+        reply: str = "",
+        traced: bool = True,
+        pace: Pace = "pass",
+        **tokens: str,
     ) -> None:
         await self.publish_raw(topic.subject(**tokens), topic.codec.encode(message), reply=reply)
 
     async def publish_raw(
-        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, lazy: bool = False
+        self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, pace: Pace = "pass"
     ) -> None:
         self._send(Message(subject=subject, reply=reply, data=data))
 

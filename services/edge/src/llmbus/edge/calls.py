@@ -211,7 +211,8 @@ class Call:
             tokens=self.tokens,
         )
         try:
-            await self.bus.publish(ROUTE, request, reply=self.reply)
+            # A stream's first token waits on this: written at once, not at the end of the pass.
+            await self.bus.publish(ROUTE, request, reply=self.reply, pace="now" if chat.stream else "pass")
         except BusFailure:
             raise Unavailable("the message bus is unavailable", code="bus_unavailable") from None
 

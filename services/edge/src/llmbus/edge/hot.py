@@ -36,7 +36,7 @@ from llmbus.edge.relay import (
     respond_whole,
 )
 from llmbus.edge.routes import chat, completions, gemini, messages
-from llmbus.edge.server import DISCONNECT
+from llmbus.edge.server import CONNECTION_KEY
 from llmbus.edge.tracing import note_trace, record_status, server_span
 from llmbus.proto import AnyEvent
 from llmbus.telemetry.logs import log_requests
@@ -91,7 +91,7 @@ class EdgeApp(FastAPI):
                 message = {**message, "headers": [*message.get("headers", ()), *ids]}
             await send(message)
 
-        connection = CONNECTION.set(scope.get(DISCONNECT))
+        connection = CONNECTION.set(scope.get(CONNECTION_KEY))
         try:
             await self._http(scope, receive, send_with_id)
         finally:

@@ -25,7 +25,7 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import Caller
 from llmbus.edge.limits import apply_key_limits
 from llmbus.edge.quota import estimate, reserve, settle
-from llmbus.edge.server import Disconnect
+from llmbus.edge.server import Connection
 from llmbus.proto import AnyEvent, ChatRequest, Delta, Done, Error, Started, Usage
 from llmbus.telemetry.requests import request_id
 
@@ -84,8 +84,8 @@ class ClientGone(Exception):
     """The client went away before its request was read: nobody to answer."""
 
 
-CONNECTION: ContextVar[Disconnect | None] = ContextVar("llmbus_connection", default=None)
-"""The current request's `Disconnect`, when the edge's own protocol serves it (set by
+CONNECTION: ContextVar[Connection | None] = ContextVar("llmbus_connection", default=None)
+"""The current request's `Connection`, when the edge's own protocol serves it (set by
 `EdgeApp`); without it, a task per request waits on `receive()` for the disconnect."""
 
 
@@ -393,6 +393,10 @@ async def relay_stream(
     # Events whose frames have arrived already go out in one write: no wait for any
     # frame, one syscall instead of one per event when a stream comes in bursts.
     pending = [encoder.start()]
+    # The response's head and first events are written at once, not at the end of the
+    # loop's pass: the client's first token waits on them.
+    connection = CONNECTION.get()
+    flush = connection.flush if connection is not None else None
     try:
         while True:
             match event:
@@ -423,6 +427,10 @@ async def relay_stream(
                     pending.clear()
                     if body:
                         await send({"type": "http.response.body", "body": body, "more_body": True})
+                        if flush is not None:
+                            flush()
+                            if not awaiting_first_delta:
+                                flush = None
                     ready = await call.next()
                 event = ready
             except ApiError as exc:

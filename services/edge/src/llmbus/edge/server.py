@@ -24,7 +24,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from llmbus.edge.settings import EdgeSettings
 
-__all__ = ["DISCONNECT", "LINGER_SECONDS", "PROTOCOL", "Disconnect", "HeadLimitedProtocol"]
+__all__ = ["CONNECTION_KEY", "LINGER_SECONDS", "PROTOCOL", "Connection", "HeadLimitedProtocol"]
 
 LINGER_SECONDS = 2.0
 """How long a connection closed before its request was read whole (a refused body or
@@ -45,18 +45,23 @@ class _TooManyHeaders(Exception):
     pass
 
 
-DISCONNECT = "llmbus.disconnect"
-"""The ASGI scope key of the request's `Disconnect` (set by `HeadLimitedProtocol`)."""
+CONNECTION_KEY = "llmbus.connection"
+"""The ASGI scope key of the request's `Connection` (set by `HeadLimitedProtocol`)."""
 
 
-class Disconnect:
-    """Tells a request's handler that its client's connection is gone, by a callback from
-    the protocol's `connection_lost`: the hot routes learn of a disconnect without a task
-    per request waiting on ASGI `receive()` for it."""
+class Connection:
+    """What a request's handler may do with its client's connection beyond ASGI:
 
-    __slots__ = ("lost", "on_lost")
+    - learn that it is gone, by a callback from the protocol's `connection_lost`: the hot
+      routes learn of a disconnect without a task per request waiting on ASGI `receive()`;
+    - `flush()`: write what the response has sent so far now, rather than at the end of
+      the event loop's pass (a stream's first event, which the client's first token waits
+      on: behind a busy pass, it would wait for all of it)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("flush", "lost", "on_lost")
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self.flush = flush
         self.lost = False
         self.on_lost: Callable[[], object] | None = None
         """Called once when the connection is lost, if set by then."""
@@ -176,8 +181,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
         super().connection_lost(exc)
         # As uvicorn tells only its current cycle (`receive()` answers http.disconnect).
-        if self.cycle is not None and isinstance(watch := self.cycle.scope.get(DISCONNECT), Disconnect):
+        if self.cycle is not None and isinstance(watch := self.cycle.scope.get(CONNECTION_KEY), Connection):
             watch.fire()
+
+    def _flush(self) -> None:
+        if self._lingering is not None:
+            self._lingering.flush()
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
@@ -208,7 +217,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().on_headers_complete()
         # The request's task is created but has not run yet: it finds this in its scope.
-        self.scope[DISCONNECT] = Disconnect()  # type: ignore[literal-required]
+        self.scope[CONNECTION_KEY] = Connection(self._flush)  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         self.request_complete = True

@@ -108,7 +108,14 @@ class Router:
         )
         ROUTED.labels(target.provider, "routed").inc()
         # reply= the edge's inbox: with no worker subscribed, NATS answers it with a 503.
-        await self.bus.publish(EXEC, exec_request, reply=request.reply, provider=target.provider)
+        # A stream's first token waits on this: written at once, not at the end of the pass.
+        await self.bus.publish(
+            EXEC,
+            exec_request,
+            reply=request.reply,
+            pace="now" if request.needs.streaming else "pass",
+            provider=target.provider,
+        )
 
     async def _fail(self, request: RouteRequest, exc: RoutingError) -> None:
         frame = EVENTS.encode(

@@ -11,17 +11,29 @@ import time
 
 import msgspec
 
-from llmbus.bus import Bus
-from llmbus.proto import EVENTS, AnyEvent, Delta, Heartbeat
+from llmbus.bus import Bus, Pace
+from llmbus.proto import EVENTS, AnyEvent, Delta, Heartbeat, Started
 
 __all__ = ["Emitter"]
 
 
 class Emitter:
-    __slots__ = ("_bus", "_delta_sent", "_guard", "beat", "closed", "last_sent", "reply", "seq", "started")
+    __slots__ = (
+        "_bus",
+        "_delta_sent",
+        "_guard",
+        "_streamed",
+        "beat",
+        "closed",
+        "last_sent",
+        "reply",
+        "seq",
+        "started",
+    )
 
-    def __init__(self, bus: Bus, reply: str, seq: int, guard: str) -> None:
+    def __init__(self, bus: Bus, reply: str, seq: int, guard: str, *, streamed: bool = False) -> None:
         self._bus = bus
+        self._streamed = streamed
         self.reply = reply
         self.seq = seq
         self._guard = guard
@@ -33,19 +45,27 @@ class Emitter:
         """The timer of the next heartbeat (the worker's)."""
 
     async def emit(self, event: AnyEvent) -> None:
-        """Stamp `event` with the next sequence number and send it. A delta after the
-        first may wait a moment to share a bus write (`Bus.publish_raw(lazy=True)`); the
-        first, which the client's time to first token waits on, and every other event go
-        at once, with whatever waits before them."""
+        """Stamp `event` with the next sequence number and send it (`Pace`). A delta after
+        the first may wait a moment to share a bus write (`"window"`). A streamed
+        request's `Started` and first delta, which its client's first token waits on, are
+        written at once (`"now"`); every other event at the end of the loop's pass. Each
+        takes whatever waits before it along, in order."""
         frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
         self.seq += 1
         self.last_sent = time.monotonic()
-        lazy = False
-        if type(event) is Delta:
-            lazy = self._delta_sent
-            self._delta_sent = True
+        pace: Pace = "pass"
+        kind = type(event)
+        if kind is Delta:
+            if self._delta_sent:
+                pace = "window"
+            else:
+                self._delta_sent = True
+                if self._streamed:
+                    pace = "now"
+        elif kind is Started and self._streamed:
+            pace = "now"
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
-        await self._bus.publish_raw(self.reply, frame, reply=self._guard, lazy=lazy)
+        await self._bus.publish_raw(self.reply, frame, reply=self._guard, pace=pace)
 
     async def heartbeat(self) -> None:
         if not self.closed:

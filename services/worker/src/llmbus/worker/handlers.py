@@ -189,7 +189,13 @@ class Worker:
         task = asyncio.current_task()
         assert task is not None
         self._running[request.request_id] = task
-        emitter = Emitter(self.bus, request.reply, request.seq, f"{self.guard_prefix}.{request.request_id}")
+        emitter = Emitter(
+            self.bus,
+            request.reply,
+            request.seq,
+            f"{self.guard_prefix}.{request.request_id}",
+            streamed=request.needs.streaming,
+        )
         emitter.beat = asyncio.get_running_loop().call_later(
             min(self.heartbeat_interval, FIRST_HEARTBEAT), self._heartbeat, emitter, True
         )
@@ -469,7 +475,13 @@ class Worker:
         retry = msgspec.structs.replace(
             request, target=following, plan=steps[1:], attempt=request.attempt + 1, seq=emitter.seq
         )
-        await self.bus.publish(EXEC, retry, reply=request.reply, provider=following.provider)
+        await self.bus.publish(
+            EXEC,
+            retry,
+            reply=request.reply,
+            pace="now" if request.needs.streaming else "pass",
+            provider=following.provider,
+        )
 
 
 def _first_byte_timeout(provider: str, seconds: float) -> UpstreamTimeout:
