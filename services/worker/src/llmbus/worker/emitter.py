@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sized
 
 import msgspec
 
@@ -22,6 +23,7 @@ class Emitter:
         "_bus",
         "_delta_sent",
         "_guard",
+        "_in_flight",
         "_streamed",
         "beat",
         "closed",
@@ -31,9 +33,13 @@ class Emitter:
         "started",
     )
 
-    def __init__(self, bus: Bus, reply: str, seq: int, guard: str, *, streamed: bool = False) -> None:
+    def __init__(
+        self, bus: Bus, reply: str, seq: int, guard: str, *, streamed: bool = False, in_flight: Sized = ()
+    ) -> None:
         self._bus = bus
         self._streamed = streamed
+        self._in_flight = in_flight
+        """The worker's requests in flight, this one among them."""
         self.reply = reply
         self.seq = seq
         self._guard = guard
@@ -48,8 +54,11 @@ class Emitter:
         """Stamp `event` with the next sequence number and send it (`Pace`). A delta after
         the first may wait a moment to share a bus write (`"window"`). A streamed
         request's `Started` and first delta, which its client's first token waits on, are
-        written at once (`"now"`); every other event at the end of the loop's pass. Each
-        takes whatever waits before it along, in order."""
+        written at once (`"now"`) while the worker has other requests in flight, whose
+        work would make the loop's pass long; alone, the pass ends at once, and `Started`
+        shares its write with the first delta when the upstream sent both together.
+        Every other event goes at the end of the pass. Each takes whatever waits before
+        it along, in order."""
         frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
         self.seq += 1
         self.last_sent = time.monotonic()
@@ -60,9 +69,9 @@ class Emitter:
                 pace = "window"
             else:
                 self._delta_sent = True
-                if self._streamed:
+                if self._streamed and len(self._in_flight) > 1:
                     pace = "now"
-        elif kind is Started and self._streamed:
+        elif kind is Started and self._streamed and len(self._in_flight) > 1:
             pace = "now"
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
         await self._bus.publish_raw(self.reply, frame, reply=self._guard, pace=pace)

@@ -195,6 +195,7 @@ class Worker:
             request.seq,
             f"{self.guard_prefix}.{request.request_id}",
             streamed=request.needs.streaming,
+            in_flight=self._running,
         )
         emitter.beat = asyncio.get_running_loop().call_later(
             min(self.heartbeat_interval, FIRST_HEARTBEAT), self._heartbeat, emitter, True
