@@ -1,12 +1,18 @@
-"""The upstream HTTP client: one shared aiohttp session per process (keep-alive pool,
-timeouts, gzip, HTTP(S) proxies, the same trust store as httpx2), behind a small
-interface. aiohttp and httpx2 exceptions are translated here and nowhere else. Every call
+"""The upstream HTTP client, behind a small interface: one shared pool per process
+(keep-alive, timeouts, gzip, TLS with the same trust store as httpx2). aiohttp, httpx2
+and `llmbus.providers.http1` exceptions are translated here and nowhere else. Every call
 is a client span of the current trace.
 
-aiohttp because it measured cheapest: against the mock upstream on loopback, client CPU
-per request was 0.14 ms (whole) and 0.33 ms (20-chunk stream) at concurrency 32, against
-httpx2's 0.68 ms and 0.92 ms. Tests pass an httpx2 transport (`httpx2.MockTransport`):
-with one the client runs on httpx2 over that transport, with the same interface."""
+Which client, by measurement (bench/RESULTS.md):
+- a call straight to the upstream goes through `llmbus.providers.http1`, a lean
+  HTTP/1.1 client on httptools: about 70 µs of CPU per call, one at a time, where
+  aiohttp took 200 µs;
+- a call through a proxy (a provider's `proxy-url`, or HTTPS_PROXY and the like in the
+  environment) goes through aiohttp, which measured cheapest of the general clients
+  (client CPU per request 0.14 ms whole and 0.33 ms for a 20-chunk stream at concurrency
+  32, against httpx2's 0.68 ms and 0.92 ms);
+- tests pass an httpx2 transport (`httpx2.MockTransport`): with one the client runs on
+  httpx2 over that transport, with the same interface."""
 
 from __future__ import annotations
 
@@ -28,12 +34,15 @@ from llmbus.providers.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from llmbus.providers.http1 import Http1Pool
 
 __all__ = ["HttpClient", "UpstreamResponse"]
 
 _tracer = trace.get_tracer("llmbus.providers.http")
 
 _URLS_KEPT = 256
+_HTTP1_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+"""The methods the lean client sends (a HEAD answer's body framing differs: aiohttp's)."""
 
 
 class UpstreamResponse:
@@ -84,7 +93,7 @@ class UpstreamResponse:
                     seen += len(chunk)
                     if seen > limit:
                         return
-        except (TimeoutError, httpx2.HTTPError, httpx2.StreamError, aiohttp.ClientError):
+        except (TimeoutError, UpstreamError, httpx2.HTTPError, httpx2.StreamError, aiohttp.ClientError):
             return
 
     async def read(self, limit: int = 1 << 20) -> bytes:
@@ -138,6 +147,10 @@ class HttpClient:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None
+        # The proxies of the environment (HTTPS_PROXY, NO_PROXY), as httpx2 honours them:
+        # with any set, every call goes through aiohttp, which applies them.
+        self._env_proxies = bool(urllib.request.getproxies())
         self._urls: dict[str, tuple[URL, str, str]] = {}
         self._transport = transport
         self._httpx_options: dict[str, Any] = {
@@ -174,12 +187,22 @@ class HttpClient:
                     sock_read=self._read_timeout,
                 ),
                 auto_decompress=True,
-                # The proxies of the environment (HTTPS_PROXY, NO_PROXY), as httpx2 honours
-                # them; looking for them costs per request, so only when some are set.
-                trust_env=bool(urllib.request.getproxies()),
+                # Looking for the environment's proxies costs per request: only when some are set.
+                trust_env=self._env_proxies,
                 skip_auto_headers=("Content-Type",),
             )
         return self._session
+
+    def _http1(self) -> Http1Pool:
+        if self._pool is None:
+            self._pool = Http1Pool(
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                max_connections=self._max_connections,
+                keepalive_expiry=self._keepalive_expiry,
+                ssl_context=httpx2.create_ssl_context(),
+            )
+        return self._pool
 
     def _httpx_for(self, proxy: str | None) -> httpx2.AsyncClient:
         """The httpx2 client over the test transport, or the one of a proxy (made on
@@ -240,6 +263,27 @@ class HttpClient:
                 async with self._httpx_stream(span, host, method, url, headers, content, proxy) as upstream:
                     yield upstream
                 return
+            if not proxy and not self._env_proxies and method in _HTTP1_METHODS:
+                pool = self._http1()
+                try:
+                    connection, origin = await pool.request(method, address, headers, content)
+                except UpstreamTimeout:
+                    span.set_status(Status(StatusCode.ERROR, "timeout"))
+                    raise
+                except UpstreamError:
+                    span.set_status(Status(StatusCode.ERROR, "unreachable"))
+                    raise
+                try:
+                    status = connection.status
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 400:
+                        span.set_status(Status(StatusCode.ERROR, str(status)))
+                    upstream = UpstreamResponse(status, connection.headers, connection.next_chunk)
+                    yield upstream
+                    await upstream.drain()
+                finally:
+                    pool.release(connection, origin)
+                return
             try:
                 response = await self._aiohttp().request(
                     method,
@@ -299,6 +343,8 @@ class HttpClient:
             await response.aclose()
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         if self._session is not None:
             await self._session.close()
         if self._client is not None:
