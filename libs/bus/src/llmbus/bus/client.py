@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -177,7 +177,13 @@ async def connect(
 
 
 class _Client(NATS):
-    """nats-py's client, with what is pending written by a loop callback at the end of
+    """nats-py's client, with two changes on the hot path.
+
+    What the socket delivers is parsed as it arrives (`_Feed`), not handed through a
+    stream reader to the read loop's task (a buffer copy, a Future and a loop pass per
+    read).
+
+    What is pending is written by a loop callback at the end of
     the loop's current pass instead of by waking its flusher task (a Future, a queue and
     a task step per flush). Publishes made in one pass still go out in one write; under
     backpressure (the socket's buffer above `_BACKPRESSURE` bytes), when not connected or
@@ -191,8 +197,9 @@ class _Client(NATS):
     nats-server and of the edge) per chunk into one per window; writing a request's first
     frames at once keeps them from waiting behind the rest of a busy pass.
 
-    Tied to nats-py 2.x's internals (`_flush_pending`, `_pending`, `_pending_data_size`,
-    `_transport`), which the pinned version has; tests/integration/test_bus.py covers it."""
+    Tied to nats-py 2.x's internals (`_read_loop`, `_ps`, `_flush_pending`, `_pending`,
+    `_pending_data_size`, `_transport`), which the pinned version has;
+    tests/integration/test_bus.py covers it."""
 
     _write_scheduled = False
     _lazy_timer: asyncio.TimerHandle | None = None
@@ -217,6 +224,28 @@ class _Client(NATS):
         self._write_scheduled = True
         asyncio.get_running_loop().call_soon(self._write_pending)
         return None
+
+    async def _read_loop(self) -> None:
+        reader = getattr(self._transport, "_io_reader", None)
+        if not isinstance(reader, asyncio.StreamReader):
+            await super()._read_loop()  # another transport (websocket): nats-py's own way
+            return
+        feed = _Feed(self._ps.parse, reader)
+        # What arrived before this loop started (after the handshake) goes first; with
+        # bytes buffered, the read takes them without waiting.
+        unread: bytearray = getattr(reader, "_buffer", bytearray())
+        buffered = await reader.read(len(unread)) if unread else b""
+        # The protocol calls `feed_data` with every read: the parser gets it at once. The
+        # reader then holds nothing, so nats-py's loop below only waits for the end of the
+        # connection or an error (`_Feed` sets the parser's on the reader) and handles
+        # either as it always does.
+        reader.feed_data = feed  # type: ignore[method-assign,assignment]
+        try:
+            if buffered:
+                feed(buffered)
+            await super()._read_loop()
+        finally:
+            feed.stop()
 
     def _congested(self) -> bool:
         writer = getattr(self._transport, "_io_writer", None)
@@ -244,6 +273,66 @@ class _Client(NATS):
             task = asyncio.get_running_loop().create_task(self._process_op_err(exc))
             _background.add(task)
             task.add_done_callback(_background.discard)
+
+
+class _Feed:
+    """nats-py's parser (`Parser.parse`, a coroutine), run on every read the moment the
+    socket delivers it, from the protocol's `data_received`. The parser hands each message
+    to its subscription without waiting for anything (`_Direct`), so the coroutine runs
+    to its end in one step. When it does wait (a flush nats-py forces, a full subscription
+    queue), a task finishes it and parses what arrives meanwhile after it, in order. An
+    error ends the read loop as an error of the read would (`StreamReader.set_exception`)."""
+
+    __slots__ = ("_backlog", "_finishing", "_parse", "_reader")
+
+    def __init__(self, parse: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader) -> None:
+        self._parse = parse
+        self._reader = reader
+        self._backlog: deque[bytes] = deque()
+        self._finishing: asyncio.Task[None] | None = None
+
+    def __call__(self, data: bytes) -> None:
+        if self._finishing is not None:
+            self._backlog.append(data)
+            return
+        step = self._parse(data)
+        assert isinstance(step, Coroutine)
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:
+            self._reader.set_exception(exc)
+            return
+        self._finishing = asyncio.get_running_loop().create_task(self._finish(step, waiting))
+
+    async def _finish(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            while True:
+                # What the parser waits on: a Future, or nothing (a bare yield).
+                try:
+                    if isinstance(waiting, asyncio.Future):
+                        await asyncio.wait((waiting,))
+                    else:
+                        await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    step.close()
+                    raise
+                try:
+                    waiting = step.send(None)
+                except StopIteration:
+                    break
+            while self._backlog:
+                await self._parse(self._backlog.popleft())
+        except Exception as exc:
+            self._reader.set_exception(exc)
+        finally:
+            self._finishing = None
+
+    def stop(self) -> None:
+        self._backlog.clear()
+        if self._finishing is not None:
+            self._finishing.cancel()
 
 
 _BACKPRESSURE = 4 * 1024 * 1024
