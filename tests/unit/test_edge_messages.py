@@ -5,6 +5,7 @@ alongside with the `openai` SDK. No sockets: auth, router and worker are fakes o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 from prometheus_client import generate_latest
+from starlette.types import Message
 
 from llmbus.api import NotFound, openai_error_body
 from llmbus.bus import Delivery, Inbox
@@ -25,6 +27,7 @@ from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import KeyCache
 from llmbus.edge.management import ManagementKey
 from llmbus.edge.registry import RegistryClient
+from llmbus.edge.server import CONNECTION_KEY, Connection
 from llmbus.edge.settings import EdgeSettings
 from llmbus.edge.usage import UsageReporter
 from llmbus.proto import (
@@ -316,3 +319,50 @@ async def test_a_model_no_provider_serves_never_becomes_a_metrics_label(
     exposition = generate_latest().decode()
     assert junk not in exposition
     assert 'model="_unrouted"' in exposition
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_complete_answer_is_flushed_to_the_client_as_its_last_bytes_are_sent(
+    edge: Edge, stream: bool
+) -> None:
+    """The connection's writes wait for the end of the loop's pass; the last body message
+    of an answer flushes them at once, and no message before it does."""
+    happened: list[str] = []
+    body = json.dumps({"model": "claude-x", "max_tokens": 8, "messages": USER, "stream": stream}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-api-key", KEY.encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8317),
+        CONNECTION_KEY: Connection(lambda: happened.append("flush")),
+    }
+    requested = False
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            types.extend(v for k, v in message["headers"] if k == b"content-type")
+        more = message.get("more_body", False)
+        happened.append(message["type"].removeprefix("http.response.") + (" (more)" if more else ""))
+
+    types: list[bytes] = []
+    await edge.app(scope, receive, send)
+    assert types == [b"text/event-stream; charset=utf-8" if stream else b"application/json"]
+    assert happened[0] == "start"
+    assert happened[-2:] == ["body", "flush"]
+    assert "flush" not in happened[:-1]

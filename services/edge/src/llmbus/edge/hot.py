@@ -83,15 +83,23 @@ class EdgeApp(FastAPI):
             ids.append((b"x-client-request-id", info.client_id.encode()))
         started = time.perf_counter()
         status = 0
+        current = scope.get(CONNECTION_KEY)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", ()), *ids]}
+                await send(message)
+                return
             await send(message)
+            if kind == "http.response.body" and current is not None and not message.get("more_body", False):
+                # The answer is complete: it goes out now, not after what the rest of the
+                # loop's pass does (the request's own teardown first of all).
+                current.flush()
 
-        connection = CONNECTION.set(scope.get(CONNECTION_KEY))
+        connection = CONNECTION.set(current)
         try:
             await self._http(scope, receive, send_with_id)
         finally:

@@ -13,7 +13,7 @@ from collections.abc import Sized
 import msgspec
 
 from llmbus.bus import Bus, Pace
-from llmbus.proto import EVENTS, AnyEvent, Delta, Heartbeat, Started
+from llmbus.proto import EVENTS, AnyEvent, Delta, Done, Heartbeat, Started
 
 __all__ = ["Emitter"]
 
@@ -57,8 +57,11 @@ class Emitter:
         written at once (`"now"`) while the worker has other requests in flight, whose
         work would make the loop's pass long; alone, the pass ends at once, and `Started`
         shares its write with the first delta when the upstream sent both together.
-        Every other event goes at the end of the pass. Each takes whatever waits before
-        it along, in order."""
+        The end of an answer (`Done`) is written at once while the request is the
+        worker's only one: nothing else would share the write, and the request's own
+        teardown (the upstream connection back to its pool, limits, statistics) would
+        otherwise run first. Every other event goes at the end of the pass. Each takes
+        whatever waits before it along, in order."""
         frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
         self.seq += 1
         self.last_sent = time.monotonic()
@@ -72,6 +75,8 @@ class Emitter:
                 if self._streamed and len(self._in_flight) > 1:
                     pace = "now"
         elif kind is Started and self._streamed and len(self._in_flight) > 1:
+            pace = "now"
+        elif kind is Done and len(self._in_flight) <= 1:
             pace = "now"
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
         await self._bus.publish_raw(self.reply, frame, reply=self._guard, pace=pace)
