@@ -23,7 +23,7 @@ from llmbus.proto import (
     KeyVerifyRequest,
     Target,
 )
-from llmbus.proto.subjects import Codec, Endpoint
+from llmbus.proto.subjects import Codec, Endpoint, Topic
 
 # A request/reply endpoint of these tests alone: the session's NATS server is shared with
 # the end-to-end stack, whose auth service answers on the real subjects.
@@ -287,3 +287,47 @@ async def test_a_now_publish_is_written_before_the_loop_pass_ends(nats_url: str)
         await sender.drain()
         stop.set()
         await asyncio.to_thread(thread.join, 10)
+
+
+async def test_a_handler_knows_how_many_messages_its_connection_is_handling(nats_url: str) -> None:
+    """`handling` counts the handled and the waiting: a message read alone is the only
+    one (its handler's publishes may go at once); messages read together see each other."""
+    subject = f"test.{secrets.token_hex(4)}.handling"
+    topic = Topic(subject, Codec(KeyVerifyRequest))
+    receiver = await connect(nats_url, name="test-handling")
+    sender = await connect(nats_url, name="test-handling-sender")
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(request: KeyVerifyRequest, delivery: Delivery) -> None:
+        seen.append(receiver.handling)
+        if request.key_hash == "hold":
+            await done.wait()
+        if len(seen) == 4:
+            done.set()
+
+    await receiver.subscribe(topic, handler, concurrency=2)
+    await receiver.flush()
+    try:
+        await sender.publish(topic, KeyVerifyRequest(key_hash="alone"))
+        await sender.flush()
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [1]
+        # Three in one write, read together: "hold" keeps its place until the last has
+        # run; "c" waits for one (concurrency 2), counted all the same until "b" ends.
+        for key in ("hold", "b", "c"):
+            await sender.publish(topic, KeyVerifyRequest(key_hash=key))
+        await sender.flush()
+        await asyncio.wait_for(done.wait(), 5)
+        assert seen[1:] == [3, 3, 2]
+        for _ in range(100):
+            if receiver.handling == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert receiver.handling == 0
+    finally:
+        await sender.drain()
+        await receiver.drain()

@@ -368,10 +368,15 @@ class NatsBus:
         self.nc = nc
         self._subscriptions: list[NatsSubscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handling = 0
 
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    @property
+    def handling(self) -> int:
+        return self._handling
 
     def new_inbox(self) -> str:
         return str(self.nc.new_inbox())
@@ -503,6 +508,7 @@ class NatsBus:
                     await dispatch(self, codec, handler, delivery)
             finally:
                 running -= 1
+                self._handling -= 1
                 if waiting:
                     start(waiting.popleft())
 
@@ -514,6 +520,7 @@ class NatsBus:
             task.add_done_callback(self._tasks.discard)
 
         def on_message(delivery: NatsMsg) -> None:
+            self._handling += 1
             if running < concurrency:
                 start(delivery)
             else:

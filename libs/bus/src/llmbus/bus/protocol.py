@@ -58,6 +58,13 @@ class Bus(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def handling(self) -> int:
+        """Messages of this connection's `subscribe` subscriptions being handled or
+        waiting for a place: 1 inside a handler means it is the only one (what it
+        publishes would share its write with nothing, so it may as well go `"now"`)."""
+        ...
+
     def new_inbox(self) -> str: ...
 
     async def publish(

@@ -188,6 +188,7 @@ class InMemoryBus:
         self._connected = True
         self._subscriptions: list[_Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handling = 0
 
     def peer(self) -> InMemoryBus:
         """Another connection to the same server (another service)."""
@@ -196,6 +197,10 @@ class InMemoryBus:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def handling(self) -> int:
+        return self._handling
 
     def disconnect(self) -> None:
         """Lose the connection: publishes fail with BusUnavailable, nothing is received."""
@@ -295,10 +300,12 @@ class InMemoryBus:
             try:
                 await dispatch(self, codec, handler, delivery)
             finally:
+                self._handling -= 1
                 limit.release()
                 server.done()
 
         async def on_message(delivery: Delivery) -> None:
+            self._handling += 1
             await limit.acquire()
             server.busy()
             task = asyncio.create_task(run(delivery))

@@ -108,12 +108,14 @@ class Router:
         )
         ROUTED.labels(target.provider, "routed").inc()
         # reply= the edge's inbox: with no worker subscribed, NATS answers it with a 503.
-        # A stream's first token waits on this: written at once, not at the end of the pass.
+        # Written at once, not at the end of the loop's pass, for a stream (its first
+        # token waits on it) and when this is the router's only request (nothing would
+        # share the write); requests read together share one.
         await self.bus.publish(
             EXEC,
             exec_request,
             reply=request.reply,
-            pace="now" if request.needs.streaming else "pass",
+            pace="now" if request.needs.streaming or self.bus.handling <= 1 else "pass",
             provider=target.provider,
         )
 
