@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import anthropic
 import httpx2
@@ -22,6 +23,7 @@ from starlette.types import Message
 
 from llmbus.api import NotFound, openai_error_body
 from llmbus.bus import Delivery, Inbox
+from llmbus.edge import calls
 from llmbus.edge.app import create_app
 from llmbus.edge.context import EdgeContext
 from llmbus.edge.keys import KeyCache
@@ -366,3 +368,23 @@ async def test_a_complete_answer_is_flushed_to_the_client_as_its_last_bytes_are_
     assert happened[0] == "start"
     assert happened[-2:] == ["body", "flush"]
     assert "flush" not in happened[:-1]
+
+
+@pytest.mark.parametrize("others", [0, 1])
+async def test_a_route_goes_out_at_once_when_it_is_the_edges_only_call(
+    client: anthropic.AsyncAnthropic, edge: Edge, others: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paces: list[str] = []
+    bus = edge.app.state.context.bus
+    publish = bus.publish
+
+    async def recording(topic: Any, message: Any, **options: Any) -> None:
+        if topic is ROUTE:
+            paces.append(options.get("pace", "pass"))
+        await publish(topic, message, **options)
+
+    monkeypatch.setattr(bus, "publish", recording)
+    # Another call in flight on this edge, as the console's live view lists it.
+    monkeypatch.setattr(calls, "LIVE", {f"other-{i}": cast(calls.Call, object()) for i in range(others)})
+    await client.messages.create(model="claude-x", max_tokens=8, messages=USER)
+    assert paces == ["now" if others == 0 else "pass"]

@@ -211,8 +211,13 @@ class Call:
             tokens=self.tokens,
         )
         try:
-            # A stream's first token waits on this: written at once, not at the end of the pass.
-            await self.bus.publish(ROUTE, request, reply=self.reply, pace="now" if chat.stream else "pass")
+            # Written at once, not at the end of the loop's pass, for a stream (its first
+            # token waits on it) and when this is the edge's only call (nothing would share
+            # the write); calls started together share one.
+            alone = len(LIVE) <= 1
+            await self.bus.publish(
+                ROUTE, request, reply=self.reply, pace="now" if chat.stream or alone else "pass"
+            )
         except BusFailure:
             raise Unavailable("the message bus is unavailable", code="bus_unavailable") from None
 
