@@ -18,8 +18,8 @@ import httpx2
 import openai
 import pytest
 from fastapi import FastAPI
-from prometheus_client import generate_latest
-from starlette.types import Message
+from prometheus_client import REGISTRY, generate_latest
+from starlette.types import Message, Send
 
 from llmbus.api import NotFound, openai_error_body
 from llmbus.bus import Delivery, Inbox
@@ -331,30 +331,6 @@ async def test_a_complete_answer_is_flushed_to_the_client_as_its_last_bytes_are_
     of an answer flushes them at once, and no message before it does."""
     happened: list[str] = []
     body = json.dumps({"model": "claude-x", "max_tokens": 8, "messages": USER, "stream": stream}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/messages",
-        "raw_path": b"/v1/messages",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"x-api-key", KEY.encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8317),
-        CONNECTION_KEY: Connection(lambda: happened.append("flush")),
-    }
-    requested = False
-
-    async def receive() -> Message:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # the client stays
-        raise AssertionError("unreachable")
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -363,7 +339,7 @@ async def test_a_complete_answer_is_flushed_to_the_client_as_its_last_bytes_are_
         happened.append(message["type"].removeprefix("http.response.") + (" (more)" if more else ""))
 
     types: list[bytes] = []
-    await edge.app(scope, receive, send)
+    await _raw_message(edge.app, body, send, **{CONNECTION_KEY: Connection(lambda: happened.append("flush"))})
     assert types == [b"text/event-stream; charset=utf-8" if stream else b"application/json"]
     assert happened[0] == "start"
     assert happened[-2:] == ["body", "flush"]
@@ -388,3 +364,55 @@ async def test_a_route_goes_out_at_once_when_it_is_the_edges_only_call(
     monkeypatch.setattr(calls, "LIVE", {f"other-{i}": cast(calls.Call, object()) for i in range(others)})
     await client.messages.create(model="claude-x", max_tokens=8, messages=USER)
     assert paces == ["now" if others == 0 else "pass"]
+
+
+async def test_a_whole_answer_is_sent_before_the_request_is_recorded(edge: Edge) -> None:
+    """The client does not wait for the edge's bookkeeping: the answer's body is sent
+    before the request is counted (and its usage recorded, its quota settled)."""
+    labels = {"model": "claude-x", "status": "200"}
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("llmbus_edge_requests_total", labels) or 0.0
+
+    before = counted()
+    at_send: list[float] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            at_send.append(counted())
+
+    body = json.dumps({"model": "claude-x", "max_tokens": 8, "messages": USER}).encode()
+    await _raw_message(edge.app, body, send)
+    assert at_send == [before]
+    assert counted() == before + 1
+
+
+async def _raw_message(app: FastAPI, body: bytes, send: Send, **scope_extra: object) -> None:
+    """`POST /v1/messages` straight into the ASGI app, as uvicorn would call it; the
+    client sends `body`, then stays."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-api-key", KEY.encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8317),
+        **scope_extra,
+    }
+    requested = False
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError("unreachable")
+
+    await app(scope, receive, send)

@@ -252,19 +252,20 @@ async def _answer(
         return
     del body
     check_request(chat, settings)
+
+    async def deliver(whole: bytes) -> None:
+        record_status(span, 200)
+        progress.responded = True
+        await _respond(send, 200, whole, [_JSON])
+
     async with cancelled_if_the_client_leaves(receive):
         call, first = await open_call(context, chat, caller, headers, api=dialect.api)
         answer_id = dialect.id_prefix + call.request_id
-        whole = (
-            None
-            if chat.stream
-            else await respond_whole(call, first, dialect.builder(answer_id, chat), started)
-        )
+        if not chat.stream:
+            await respond_whole(call, first, dialect.builder(answer_id, chat), started, deliver)
+            return
     record_status(span, 200)
     progress.responded = True
-    if whole is not None:
-        await _respond(send, 200, whole, [_JSON])
-        return
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     await _stream(call, first, dialect, answer_id, started, receive, send)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -296,8 +296,16 @@ async def open_call(
     return call, first
 
 
-async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, started: float) -> bytes:
-    """The reply stream collected into one JSON answer."""
+async def respond_whole(
+    call: Call,
+    first: AnyEvent,
+    builder: AnswerBuilder,
+    started: float,
+    deliver: Callable[[bytes], Awaitable[None]] | None = None,
+) -> bytes:
+    """The reply stream collected into one JSON answer. Given `deliver`, the answer is
+    handed to it as soon as it is built, and the request's records (metrics, usage, the
+    quota's settlement) are made after it: the client does not wait for them."""
     model = call.chat.model
     status = "200"
     error = ""
@@ -312,7 +320,10 @@ async def respond_whole(call: Call, first: AnyEvent, builder: AnswerBuilder, sta
                     usage = event
                 case Done():
                     call.finished = True
-                    return builder.build(event, usage)
+                    body = builder.build(event, usage)
+                    if deliver is not None:
+                        await deliver(body)
+                    return body
                 case Error():
                     raise raise_for(event)
             event = await call.next()
