@@ -20,7 +20,6 @@ import pytest
 from llmbus.bus import Bus, Inbox, connect
 from llmbus.config import load_config
 from llmbus.proto import (
-    EVENTS,
     EXEC,
     ChatRequest,
     Client,
@@ -30,6 +29,7 @@ from llmbus.proto import (
     Message,
     Target,
     chat_codec,
+    frames_of,
 )
 from llmbus.providers import configured_providers
 from llmbus.testing import Process, free_port, port_is_free, wait_for_http
@@ -100,7 +100,7 @@ async def _ask(bus: Bus, inbox: Inbox, provider: str, credential: str, n: int) -
         )
         await bus.publish(EXEC, request, reply=reply, provider=provider)
         while True:
-            event = EVENTS.decode((await asyncio.wait_for(queue.get(), 10)).data)
+            event = frames_of((await asyncio.wait_for(queue.get(), 10)).data)[-1]
             if isinstance(event, Done | Error):
                 return type(event)
 

@@ -52,6 +52,7 @@ from llmbus.proto import (
     ToolCallDelta,
     Usage,
     chat_codec,
+    frames_message,
 )
 from llmbus.testing import InMemoryBus
 
@@ -105,8 +106,12 @@ class Upstream:
     async def on_route(self, request: RouteRequest, _: Delivery) -> None:
         chat = chat_codec.decode(request.body)
         self.requests.append(chat)
-        for event in script(chat.model):
-            await self.bus.publish_raw(request.reply, EVENTS.encode(event))
+        frames = [EVENTS.encode(event) for event in script(chat.model)]
+        if chat.stream:
+            for frame in frames:
+                await self.bus.publish_raw(request.reply, frame)
+        else:  # a whole answer in one message, as a worker sends it
+            await self.bus.publish_raw(request.reply, frames_message(frames))
 
     async def on_query(self, query: RegistryQuery, delivery: Delivery) -> None:
         if query.name in MODELS:

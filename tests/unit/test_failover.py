@@ -35,6 +35,7 @@ from llmbus.proto import (
     Started,
     Target,
     chat_codec,
+    frames_of,
 )
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import OpenAICompatible
@@ -168,7 +169,7 @@ class _Rig:
 
         async def frame(delivery: Delivery) -> None:
             self.frames.append(delivery)
-            if isinstance(EVENTS.decode(delivery.data), Done | Error):
+            if isinstance(frames_of(delivery.data)[-1], Done | Error):
                 self.ended.set()
 
         async def retried(message: ExecRequest, _: Delivery) -> None:
@@ -193,7 +194,7 @@ class _Rig:
         await self.bus.publish(EXEC, request, reply=self.inbox, provider=target.provider)
 
     def answer(self) -> list[AnyEvent]:
-        events = [EVENTS.decode(frame.data) for frame in self.frames]
+        events = [event for frame in self.frames for event in frames_of(frame.data)]
         return [e for e in events if not isinstance(e, Heartbeat)]
 
     async def close(self) -> None:

@@ -1,28 +1,36 @@
 """The worker's reply stream: which frames are written at once (`"now"`), which wait for
 the end of the loop's pass (`"pass"`) and which may wait a moment to share a write
-(`"window"`), by whether the request streams and whether others are in flight."""
+(`"window"`), by whether the request streams and whether others are in flight; and a
+whole answer's frames of one loop pass sent as one message."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from llmbus.bus import Pace
-from llmbus.proto import EVENTS, AnyEvent, Delta, Done, Started, Usage
+from llmbus.proto import FRAMES, AnyEvent, Delta, Done, Error, Heartbeat, Started, Usage
 from llmbus.testing import InMemoryBus
 from llmbus.worker.emitter import Emitter
 
 
-class _PaceRecorder(InMemoryBus):
-    """The in-memory bus, remembering the pace of every raw publish."""
+class _Recorder(InMemoryBus):
+    """The in-memory bus, remembering every raw publish: its frames' kinds and sequence
+    numbers, and its pace."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.paces: list[tuple[str, Pace]] = []
+        self.sent: list[tuple[list[str], Pace]] = []
+        self.seqs: list[int] = []
 
     async def publish_raw(
         self, subject: str, data: bytes, *, reply: str = "", traced: bool = False, pace: Pace = "pass"
     ) -> None:
-        self.paces.append((type(EVENTS.decode(data)).__name__, pace))
+        decoded = FRAMES.decode(data)
+        events = decoded if isinstance(decoded, list) else [decoded]
+        self.sent.append(([type(event).__name__ for event in events], pace))
+        self.seqs += [event.seq for event in events]
         await super().publish_raw(subject, data, reply=reply, traced=traced, pace=pace)
 
 
@@ -33,24 +41,79 @@ ANSWER: list[AnyEvent] = [
     Usage(seq=0, prompt_tokens=1, completion_tokens=2),
     Done(seq=0, finish_reason="stop"),
 ]
+KINDS = ["Started", "Delta", "Delta", "Usage", "Done"]
+
+
+def _emitter(bus: InMemoryBus, *, streamed: bool, in_flight: int) -> Emitter:
+    return Emitter(bus, "_INBOX.edge.1", 1, "_INBOX.guard", streamed=streamed, in_flight=range(in_flight))
 
 
 @pytest.mark.parametrize(
-    ("streamed", "in_flight", "paces"),
+    ("in_flight", "paces"),
     [
-        # Alone, a whole answer's frames share the write its end makes at once.
-        (False, 1, ["pass", "pass", "window", "pass", "now"]),
-        # With others in flight, the end waits for the pass like the rest.
-        (False, 3, ["pass", "pass", "window", "pass", "pass"]),
-        # A stream's first frames go at once only when others would hold up the pass.
-        (True, 1, ["pass", "pass", "window", "pass", "now"]),
-        (True, 3, ["now", "now", "window", "pass", "pass"]),
+        # Alone, a stream's first frames share the pass's write; its end goes at once.
+        (1, ["pass", "pass", "window", "pass", "now"]),
+        # Others in flight: its first frames go at once, not behind their work.
+        (3, ["now", "now", "window", "pass", "pass"]),
     ],
 )
-async def test_the_pace_of_each_frame(streamed: bool, in_flight: int, paces: list[Pace]) -> None:
-    bus = _PaceRecorder()
-    emitter = Emitter(bus, "_INBOX.edge.1", 1, "_INBOX.guard", streamed=streamed, in_flight=range(in_flight))
+async def test_a_streams_frames_each_go_at_their_pace(in_flight: int, paces: list[Pace]) -> None:
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=True, in_flight=in_flight)
     for event in ANSWER:
         await emitter.emit(event)
-    assert bus.paces == list(zip(["Started", "Delta", "Delta", "Usage", "Done"], paces, strict=True))
-    assert emitter.seq == 1 + len(ANSWER)
+    assert bus.sent == [([kind], pace) for kind, pace in zip(KINDS, paces, strict=True)]
+    assert bus.seqs == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(("in_flight", "pace"), [(1, "now"), (3, "pass")])
+async def test_a_whole_answer_made_in_one_pass_is_one_message(in_flight: int, pace: Pace) -> None:
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=False, in_flight=in_flight)
+    for event in ANSWER:
+        await emitter.emit(event)
+    assert bus.sent == [(KINDS, pace)]
+    assert bus.seqs == [1, 2, 3, 4, 5]
+    assert emitter.seq == 6
+    await asyncio.sleep(0.01)  # the end of the pass finds nothing left to send
+    assert len(bus.sent) == 1
+
+
+async def test_a_whole_answers_start_goes_at_the_end_of_its_pass_when_the_rest_is_late() -> None:
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=False, in_flight=1)
+    await emitter.emit(ANSWER[0])
+    assert bus.sent == []
+    assert emitter.last_sent == 0.0  # held, not sent: the first heartbeat is still due
+    await asyncio.sleep(0.01)  # the upstream's body is not here yet: the pass ends
+    assert bus.sent == [(["Started"], "pass")]
+    assert emitter.last_sent > 0
+    for event in ANSWER[1:]:
+        await emitter.emit(event)
+    assert bus.sent[1:] == [(KINDS[1:], "now")]
+    assert bus.seqs == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    "last", [Heartbeat(seq=0), Error(seq=0, status=502, code="upstream", message="gone")]
+)
+async def test_a_heartbeat_or_an_error_takes_the_held_frames_along(last: AnyEvent) -> None:
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=False, in_flight=1)
+    await emitter.emit(ANSWER[0])
+    await emitter.emit(ANSWER[1])
+    await emitter.emit(last)
+    assert bus.sent == [(["Started", "Delta", type(last).__name__], "pass")]
+    await asyncio.sleep(0.01)
+    assert len(bus.sent) == 1
+
+
+async def test_frames_held_when_the_stream_closes_are_dropped() -> None:
+    """A closed stream has moved to another worker or lost its reader: nothing more of
+    this worker's may reach the inbox."""
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=False, in_flight=1)
+    await emitter.emit(ANSWER[0])
+    emitter.close()
+    await asyncio.sleep(0.01)
+    assert bus.sent == []

@@ -19,7 +19,6 @@ from llmbus.config import CredentialEntry, parse_config
 from llmbus.proto import (
     AUTH_COOLDOWN_EVENTS,
     CANCEL,
-    EVENTS,
     EXEC,
     AnyEvent,
     CancelRequest,
@@ -36,6 +35,7 @@ from llmbus.proto import (
     Target,
     Usage,
     chat_codec,
+    frames_of,
 )
 from llmbus.providers import ConfiguredProvider, configured_providers
 from llmbus.providers.adapters import Credential, CredentialSource, OpenAICompatible, StaticKeys
@@ -144,7 +144,7 @@ class Rig:
             await self.bus.settle()
 
     def events(self) -> list[AnyEvent]:
-        return [EVENTS.decode(frame.data) for frame in self.frames]
+        return [event for frame in self.frames for event in frames_of(frame.data)]
 
     def answer(self) -> list[AnyEvent]:
         """The events after the heartbeats that tell the edge a worker has the request."""

@@ -114,6 +114,7 @@ from llmbus.proto.subjects import (
     ERROR_HEADER,
     EVENTS,
     EXEC,
+    FRAMES,
     HEALTH,
     ROUTE,
     USAGE_BATCH,
@@ -127,6 +128,8 @@ from llmbus.proto.subjects import (
     chat_codec,
     embed_codec,
     error_codec,
+    frames_message,
+    frames_of,
 )
 
 __all__ = [
@@ -158,6 +161,7 @@ __all__ = [
     "ERROR_HEADER",
     "EVENTS",
     "EXEC",
+    "FRAMES",
     "HEALTH",
     "LATENCY_BUCKETS_MS",
     "ROUTE",
@@ -248,4 +252,6 @@ __all__ = [
     "chat_codec",
     "embed_codec",
     "error_codec",
+    "frames_message",
+    "frames_of",
 ]

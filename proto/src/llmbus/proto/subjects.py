@@ -99,6 +99,7 @@ __all__ = [
     "ERROR_HEADER",
     "EVENTS",
     "EXEC",
+    "FRAMES",
     "HEALTH",
     "ROUTE",
     "USAGE_BATCH",
@@ -112,6 +113,8 @@ __all__ = [
     "chat_codec",
     "embed_codec",
     "error_codec",
+    "frames_message",
+    "frames_of",
 ]
 
 M = TypeVar("M")
@@ -171,6 +174,25 @@ EXEC: Topic[ExecRequest] = Topic("llm.v1.exec.{provider}", Codec(ExecRequest), q
 CANCEL: Topic[CancelRequest] = Topic("llm.v1.cancel.{request_id}", Codec(CancelRequest))
 EVENTS: Codec[AnyEvent] = Codec(AnyEvent)  # type: ignore[arg-type]
 """Frames of a reply stream, published to the request's reply inbox."""
+FRAMES: Codec[AnyEvent | list[AnyEvent]] = Codec(AnyEvent | list[AnyEvent])  # type: ignore[arg-type]
+"""A reply-stream message as the reader decodes it: one frame (`EVENTS`), or several in
+order as one message (`frames_message`: a whole answer's frames, made in one go)."""
+
+
+def frames_message(frames: list[bytes]) -> bytes:
+    """Frames encoded by `EVENTS`, in order, as one message (a msgpack array of them)."""
+    if len(frames) == 1:
+        return frames[0]
+    return _ENCODER.encode([msgspec.Raw(frame) for frame in frames])
+
+
+def frames_of(data: bytes) -> list[AnyEvent]:
+    """The events of one reply-stream message, in order."""
+    decoded = FRAMES.decode(data)
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+_ENCODER = msgspec.msgpack.Encoder()
 
 AUTH_KEY_VERIFY: Endpoint[KeyVerifyRequest, KeyVerifyReply] = Endpoint(
     "auth.v1.keys.verify", Codec(KeyVerifyRequest), queue="auth", reply=Codec(KeyVerifyReply)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
@@ -44,7 +45,7 @@ from llmbus.edge.quota import Reservation
 from llmbus.edge.usage import UsageReporter
 from llmbus.proto import (
     CANCEL,
-    EVENTS,
+    FRAMES,
     ROUTE,
     AnyEvent,
     CancelRequest,
@@ -172,6 +173,8 @@ class Call:
         self._inbox = inbox
         self._inbox_cm = inbox.open(self.request_id)
         self.reply, self._queue = self._inbox_cm.__enter__()
+        self._held: deque[AnyEvent] = deque()
+        """Events that arrived in one message with an earlier one, not taken yet."""
         self._accept_timeout = accept_timeout
         self._idle_timeout = idle_timeout
         first_byte = (
@@ -224,17 +227,24 @@ class Call:
     async def next(self) -> AnyEvent:
         """The next event other than a heartbeat; raises ApiError when the stream fails."""
         while True:
-            queue: StreamInbox = self._queue
-            msg = queue.get_nowait() if not queue.empty() else await self._wait(queue)
-            if msg is None:
-                continue  # routed again: wait on the new stream
-            event = self._take(msg)
+            if self._held:
+                event = self._accept(self._held.popleft())
+            else:
+                queue: StreamInbox = self._queue
+                msg = queue.get_nowait() if not queue.empty() else await self._wait(queue)
+                if msg is None:
+                    continue  # routed again: wait on the new stream
+                event = self._take(msg)
             if event is not None:
                 return event
 
     def next_nowait(self) -> AnyEvent | None:
         """The next event if its frame has arrived already, else None (as `next`
         otherwise)."""
+        while self._held:
+            event = self._accept(self._held.popleft())
+            if event is not None:
+                return event
         queue: StreamInbox = self._queue
         while not queue.empty():
             event = self._take(queue.get_nowait())
@@ -255,9 +265,19 @@ class Call:
                 code="no_worker_available",
             )
         try:
-            event = EVENTS.decode(msg.data)
+            decoded = FRAMES.decode(msg.data)
         except msgspec.DecodeError:
             raise UpstreamFailed("a malformed frame arrived on the reply stream", code="bad_frame") from None
+        if isinstance(decoded, list):  # several frames in one message (a whole answer)
+            if not decoded:
+                raise UpstreamFailed("an empty message arrived on the reply stream", code="bad_frame")
+            self._held.extend(decoded[1:])
+            return self._accept(decoded[0])
+        return self._accept(decoded)
+
+    def _accept(self, event: AnyEvent) -> AnyEvent | None:
+        """`event` if it is the next in sequence, None for a heartbeat; raises ApiError
+        for a gap in the sequence."""
         if event.seq != self._seq:
             raise UpstreamFailed(
                 f"the reply stream lost frames (expected {self._seq}, got {event.seq})", code="stream_gap"
@@ -314,6 +334,7 @@ class Call:
         self.reply, self._queue = self._inbox_cm.__enter__()
         old_inbox.__exit__(None, None, None)
         self._seq = 0
+        self._held.clear()
         REROUTED.inc()
         trace.get_current_span().add_event(
             "llmbus.rerouted", {"llmbus.first_request_id": old_id, "llmbus.bus_request_id": self.request_id}

@@ -2,7 +2,13 @@
 
 Every frame gets the next sequence number and is published from the worker's one
 connection; sequence numbers are assigned and frames queued with no await in between,
-so frames stay in order even when the heartbeat task sends one."""
+so frames stay in order even when the heartbeat task sends one.
+
+A whole (not streamed) answer's frames made in one pass of the event loop travel as one
+message (`frames_message`): the upstream's answer usually arrives all at once, and its
+`Started`, text, usage and end then cost the bus, nats-server and the edge one message
+instead of four. Frames still held at the end of a pass (the answer's body is not all
+here yet) go then, so the edge learns at once that the upstream has started."""
 
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from collections.abc import Sized
 import msgspec
 
 from llmbus.bus import Bus, Pace
-from llmbus.proto import EVENTS, AnyEvent, Delta, Done, Heartbeat, Started
+from llmbus.proto import EVENTS, AnyEvent, Delta, Done, Error, Heartbeat, Started, frames_message
 
 __all__ = ["Emitter"]
+
+_sending: set[asyncio.Task[None]] = set()
 
 
 class Emitter:
@@ -23,6 +31,7 @@ class Emitter:
         "_bus",
         "_delta_sent",
         "_guard",
+        "_held",
         "_in_flight",
         "_streamed",
         "beat",
@@ -47,6 +56,8 @@ class Emitter:
         self.started = False
         self.closed = False
         self._delta_sent = False
+        self._held: list[bytes] = []
+        """A whole answer's frames of the current loop pass, not sent yet."""
         self.beat: asyncio.TimerHandle | None = None
         """The timer of the next heartbeat (the worker's)."""
 
@@ -61,12 +72,16 @@ class Emitter:
         worker's only one: nothing else would share the write, and the request's own
         teardown (the upstream connection back to its pool, limits, statistics) would
         otherwise run first. Every other event goes at the end of the pass. Each takes
-        whatever waits before it along, in order."""
+        whatever waits before it along, in order. A whole answer's frames are held and
+        sent as one message (the module's docstring)."""
         frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
         self.seq += 1
+        kind = type(event)
+        if not self._streamed:
+            await self._whole(frame, kind)
+            return
         self.last_sent = time.monotonic()
         pace: Pace = "pass"
-        kind = type(event)
         if kind is Delta:
             if self._delta_sent:
                 pace = "window"
@@ -80,6 +95,32 @@ class Emitter:
             pace = "now"
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
         await self._bus.publish_raw(self.reply, frame, reply=self._guard, pace=pace)
+
+    async def _whole(self, frame: bytes, kind: type) -> None:
+        """A whole answer's frame: held until its end, an error or a heartbeat sends
+        everything held, or until the end of the loop's pass."""
+        held = self._held
+        held.append(frame)
+        if kind is Done or kind is Error or kind is Heartbeat:
+            await self._send_held("now" if kind is Done and len(self._in_flight) <= 1 else "pass")
+        elif len(held) == 1:
+            asyncio.get_running_loop().call_soon(self._release)
+
+    async def _send_held(self, pace: Pace) -> None:
+        held, self._held = self._held, []
+        if not held:
+            return
+        self.last_sent = time.monotonic()
+        # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
+        await self._bus.publish_raw(self.reply, frames_message(held), reply=self._guard, pace=pace)
+
+    def _release(self) -> None:
+        """The end of a loop pass in which frames were held: what is still held goes now,
+        from a task of its own (the answer's end did not come in the same pass)."""
+        if self._held and not self.closed:
+            task = asyncio.get_running_loop().create_task(self._send_held("pass"))
+            _sending.add(task)
+            task.add_done_callback(_sending.discard)
 
     async def heartbeat(self) -> None:
         if not self.closed:
