@@ -51,9 +51,9 @@ def _emitter(bus: InMemoryBus, *, streamed: bool, in_flight: int) -> Emitter:
 @pytest.mark.parametrize(
     ("in_flight", "paces"),
     [
-        # Alone, a stream's first frames share the pass's write; its end goes at once.
-        (1, ["pass", "pass", "window", "pass", "now"]),
-        # Others in flight: its first frames go at once, not behind their work.
+        # Alone: the first delta goes at once (with Started), and so does the end.
+        (1, ["pass", "now", "window", "pass", "now"]),
+        # Others in flight: Started too goes at once, not behind their work.
         (3, ["now", "now", "window", "pass", "pass"]),
     ],
 )

@@ -63,11 +63,11 @@ class Emitter:
 
     async def emit(self, event: AnyEvent) -> None:
         """Stamp `event` with the next sequence number and send it (`Pace`). A delta after
-        the first may wait a moment to share a bus write (`"window"`). A streamed
-        request's `Started` and first delta, which its client's first token waits on, are
-        written at once (`"now"`) while the worker has other requests in flight, whose
-        work would make the loop's pass long; alone, the pass ends at once, and `Started`
-        shares its write with the first delta when the upstream sent both together.
+        the first may wait a moment to share a bus write (`"window"`). A stream's first
+        delta, which its client's first token waits on, is written at once (`"now"`), not
+        after the rest of the upstream's burst has been parsed, taking `Started` along when
+        the upstream sent both together; `Started` itself goes at once while the worker
+        has other requests in flight, whose work would make the loop's pass long.
         The end of an answer (`Done`) is written at once while the request is the
         worker's only one: nothing else would share the write, and the request's own
         teardown (the upstream connection back to its pool, limits, statistics) would
@@ -87,8 +87,7 @@ class Emitter:
                 pace = "window"
             else:
                 self._delta_sent = True
-                if self._streamed and len(self._in_flight) > 1:
-                    pace = "now"
+                pace = "now"
         elif kind is Started and self._streamed and len(self._in_flight) > 1:
             pace = "now"
         elif kind is Done and len(self._in_flight) <= 1:
