@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
@@ -331,3 +333,21 @@ async def test_a_handler_knows_how_many_messages_its_connection_is_handling(nats
     finally:
         await sender.drain()
         await receiver.drain()
+
+
+async def test_a_publish_with_no_trace_context_carries_no_header_block(bus: Bus, nats_url: str) -> None:
+    """Nothing to propagate (no span current): the message goes as a plain `MSG`, not an
+    `HMSG` with an empty header block that every receiver would parse."""
+    subject = f"test.{secrets.token_hex(4)}.plain"
+    url = urlsplit(nats_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        await reader.readline()  # INFO
+        connect = {"user": url.username, "pass": url.password, "verbose": False, "headers": True}
+        writer.write(f"CONNECT {json.dumps(connect)}\r\nSUB {subject} 1\r\nPING\r\n".encode())
+        assert await asyncio.wait_for(reader.readline(), 2) == b"PONG\r\n"
+        await bus.publish(Topic(subject, Codec(KeyVerifyRequest)), KeyVerifyRequest(key_hash="k"))
+        line = await asyncio.wait_for(reader.readline(), 2)
+        assert line.startswith(f"MSG {subject} 1 ".encode()), line
+    finally:
+        writer.close()

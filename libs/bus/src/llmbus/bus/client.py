@@ -285,7 +285,9 @@ class _Feed:
 
     __slots__ = ("_backlog", "_finishing", "_parse", "_reader")
 
-    def __init__(self, parse: Callable[[bytes], Awaitable[None]], reader: asyncio.StreamReader) -> None:
+    def __init__(
+        self, parse: Callable[[bytes], Coroutine[Any, Any, None]], reader: asyncio.StreamReader
+    ) -> None:
         self._parse = parse
         self._reader = reader
         self._backlog: deque[bytes] = deque()
@@ -296,7 +298,6 @@ class _Feed:
             self._backlog.append(data)
             return
         step = self._parse(data)
-        assert isinstance(step, Coroutine)
         try:
             waiting = step.send(None)
         except StopIteration:
@@ -411,7 +412,9 @@ class NatsBus:
         try:
             if pace != "pass" and isinstance(nc, _Client):
                 nc.pace = pace
-            await nc.publish(subject, data, reply=reply, headers=inject() if traced else None)
+            # No trace context (nothing traced, or no span current): no header block at
+            # all. An empty one would still be written, and parsed by every receiver.
+            await nc.publish(subject, data, reply=reply, headers=(inject() or None) if traced else None)
         except (ConnectionClosedError, OutboundBufferLimitError) as exc:
             raise BusUnavailable(f"cannot publish on {subject}: {exc}") from None
 
@@ -431,7 +434,7 @@ class NatsBus:
     async def _request(self, endpoint: Endpoint[M, R], subject: str, message: M, timeout: float) -> R:
         try:
             data = endpoint.codec.encode(message)
-            reply = await self.nc.request(subject, data, timeout=timeout, headers=inject())
+            reply = await self.nc.request(subject, data, timeout=timeout, headers=inject() or None)
         except NatsNoResponders:
             raise NoResponders(subject) from None
         except NatsTimeout:
