@@ -52,6 +52,8 @@ _json = msgspec.json.Encoder().encode
 class Router:
     def __init__(self, bus: Bus, config: Config) -> None:
         self.bus = bus
+        self._routed: dict[str, Any] = {}
+        """`ROUTED`'s series of routed requests, by provider."""
         self.state = LiveState()
         self.cluster = Cluster(self.state)
         self.apply(config)
@@ -106,7 +108,6 @@ class Router:
             target=target,
             plan=targets[1:],
         )
-        ROUTED.labels(target.provider, "routed").inc()
         # reply= the edge's inbox: with no worker subscribed, NATS answers it with a 503.
         # Written at once, not at the end of the loop's pass, for a stream (its first
         # token waits on it) and when this is the router's only request (nothing would
@@ -118,6 +119,10 @@ class Router:
             pace="now" if request.needs.streaming or self.bus.handling <= 1 else "pass",
             provider=target.provider,
         )
+        routed = self._routed.get(target.provider)
+        if routed is None:
+            routed = self._routed[target.provider] = ROUTED.labels(target.provider, "routed")
+        routed.inc()
 
     async def _fail(self, request: RouteRequest, exc: RoutingError) -> None:
         frame = EVENTS.encode(

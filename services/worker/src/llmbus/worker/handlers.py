@@ -294,9 +294,11 @@ class Worker:
                 chat = (
                     ChatRequest(model=embed.model, messages=[]) if embed else chat_codec.decode(request.body)
                 )
-                first_byte = asyncio.timeout_at(_loop_time(first_byte_at))
+                # One timer for both deadlines: the first byte's, then the answer's.
+                deadline = asyncio.timeout_at(_loop_time(first_byte_at))
+                answering = False
                 try:
-                    async with first_byte:
+                    async with deadline:
                         admission = await self.limits.admit(request, chat, provider, entry)
                         credential = await source.get(provider, entry)
                         call = (
@@ -332,25 +334,22 @@ class Worker:
                                 # expired) is minted or refreshed anew on the next use.
                                 source.invalidate(provider, entry)
                             raise error
-                except TimeoutError:
-                    if not first_byte.expired():
-                        raise
-                    raise _first_byte_timeout(target.provider, first_byte_at - began) from None
-                await emitter.emit(
-                    Started(
-                        seq=0,
-                        provider=target.provider,
-                        model=target.upstream_model,
-                        credential=target.credential,
-                        attempt=request.attempt,
-                    )
-                )
-                emitter.started = True
-                await self._recovered(target.provider, target.credential, target.upstream_model, began)
-                first = True
-                whole = asyncio.timeout_at(_loop_time(total_at))
-                try:
-                    async with whole:
+                        answering = True
+                        deadline.reschedule(_loop_time(total_at))
+                        await emitter.emit(
+                            Started(
+                                seq=0,
+                                provider=target.provider,
+                                model=target.upstream_model,
+                                credential=target.credential,
+                                attempt=request.attempt,
+                            )
+                        )
+                        emitter.started = True
+                        await self._recovered(
+                            target.provider, target.credential, target.upstream_model, began
+                        )
+                        first = True
                         outputs = (
                             embedding_outputs(embedder_for(provider.family, provider.name), response, embed)
                             if embed
@@ -369,8 +368,10 @@ class Worker:
                                 finish_reason = output.finish_reason
                             await emitter.emit(output)
                 except TimeoutError:
-                    if not whole.expired():
+                    if not deadline.expired():
                         raise
+                    if not answering:
+                        raise _first_byte_timeout(target.provider, first_byte_at - began) from None
                     raise DeadlineExceeded(
                         f"the answer of {target.provider} did not finish within the request's deadline "
                         f"({total_at - began:.3g}s)"
