@@ -85,6 +85,7 @@ class Leg:
     first_tokens: list[float] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, spec: str) -> Leg:
@@ -124,6 +125,7 @@ class Leg:
 
     def record(self, batch: Batch, cpu: dict[str, float]) -> None:
         done = [s for s in batch.samples if not s.error]
+        self.errors += [s.error for s in batch.samples if s.error]
         self.latencies += [s.latency for s in done]
         self.first_tokens += [s.ttft for s in done]
         self.gaps += [gap for s in done for gap in s.gaps]
@@ -163,7 +165,8 @@ def _report(legs: list[Leg], phase: str) -> str:
         if phase == "streams64":
             timing += f", chunk gap p99 {_percentile(leg.gaps, 0.99):.2f} ms"
         per_process = ", ".join(f"{name} {value:.3f}" for name, value in cpu.items())
-        lines.append(f"{leg.spec}: {len(leg.latencies)} answers; {timing}")
+        failed = f", {len(leg.errors)} errors (first: {leg.errors[0]})" if leg.errors else ""
+        lines.append(f"{leg.spec}: {len(leg.latencies)} answers{failed}; {timing}")
         lines.append(f"    CPU ms per request: {per_process}; gateway {gateway:.3f}")
     return "\n".join(lines)
 
