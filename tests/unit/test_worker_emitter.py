@@ -6,6 +6,8 @@ whole answer's frames of one loop pass sent as one message."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 
 import pytest
 
@@ -117,3 +119,16 @@ async def test_frames_held_when_the_stream_closes_are_dropped() -> None:
     emitter.close()
     await asyncio.sleep(0.01)
     assert bus.sent == []
+
+
+async def test_held_frames_that_cannot_be_sent_leave_no_failed_task(caplog: pytest.LogCaptureFixture) -> None:
+    """The bus gone when the pass ends: the frames are given up quietly, as a heartbeat's
+    would be, not left as a task whose error nobody retrieves."""
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=False, in_flight=1)
+    await emitter.emit(ANSWER[0])
+    bus.disconnect()
+    await asyncio.sleep(0.01)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

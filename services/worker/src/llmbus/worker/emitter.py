@@ -13,15 +13,18 @@ here yet) go then, so the edge learns at once that the upstream has started."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sized
 
 import msgspec
 
-from llmbus.bus import Bus, Pace
+from llmbus.bus import Bus, BusUnavailable, Pace
 from llmbus.proto import EVENTS, AnyEvent, Delta, Done, Error, Heartbeat, Started, frames_message
 
 __all__ = ["Emitter"]
+
+log = logging.getLogger(__name__)
 
 _sending: set[asyncio.Task[None]] = set()
 
@@ -117,9 +120,16 @@ class Emitter:
         """The end of a loop pass in which frames were held: what is still held goes now,
         from a task of its own (the answer's end did not come in the same pass)."""
         if self._held and not self.closed:
-            task = asyncio.get_running_loop().create_task(self._send_held("pass"))
+            task = asyncio.get_running_loop().create_task(self._send_released())
             _sending.add(task)
             task.add_done_callback(_sending.discard)
+
+    async def _send_released(self) -> None:
+        try:
+            await self._send_held("pass")
+        except BusUnavailable:
+            # As a heartbeat would be: the next frame, or the edge's own timeout, tells.
+            log.debug("held frames not sent: the bus is unavailable")
 
     async def heartbeat(self) -> None:
         if not self.closed:
