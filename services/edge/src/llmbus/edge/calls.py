@@ -45,7 +45,6 @@ from llmbus.edge.quota import Reservation
 from llmbus.edge.usage import UsageReporter
 from llmbus.proto import (
     CANCEL,
-    FRAMES,
     ROUTE,
     AnyEvent,
     CancelRequest,
@@ -59,6 +58,7 @@ from llmbus.proto import (
     Started,
     Usage,
     chat_codec,
+    frames_of,
 )
 from llmbus.telemetry.refs import credential_ref
 from llmbus.telemetry.requests import claim_request_id, current_request
@@ -265,15 +265,13 @@ class Call:
                 code="no_worker_available",
             )
         try:
-            decoded = FRAMES.decode(msg.data)
+            events = frames_of(msg.data)  # several in one message: a whole answer
         except msgspec.DecodeError:
             raise UpstreamFailed("a malformed frame arrived on the reply stream", code="bad_frame") from None
-        if isinstance(decoded, list):  # several frames in one message (a whole answer)
-            if not decoded:
-                raise UpstreamFailed("an empty message arrived on the reply stream", code="bad_frame")
-            self._held.extend(decoded[1:])
-            return self._accept(decoded[0])
-        return self._accept(decoded)
+        if not events:
+            raise UpstreamFailed("an empty message arrived on the reply stream", code="bad_frame")
+        self._held.extend(events[1:])
+        return self._accept(events[0])
 
     def _accept(self, event: AnyEvent) -> AnyEvent | None:
         """`event` if it is the next in sequence, None for a heartbeat; raises ApiError

@@ -91,8 +91,6 @@ class EdgeApp(FastAPI):
             if kind == "http.response.start":
                 status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", ()), *ids]}
-                await send(message)
-                return
             await send(message)
             if kind == "http.response.body" and current is not None and not message.get("more_body", False):
                 # The answer is complete: it goes out now, not after what the rest of the

@@ -91,12 +91,16 @@ class Emitter:
             else:
                 self._delta_sent = True
                 pace = "now"
-        elif kind is Started and self._streamed and len(self._in_flight) > 1:
+        elif kind is Started and not self._alone():
             pace = "now"
-        elif kind is Done and len(self._in_flight) <= 1:
+        elif kind is Done and self._alone():
             pace = "now"
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
         await self._bus.publish_raw(self.reply, frame, reply=self._guard, pace=pace)
+
+    def _alone(self) -> bool:
+        """Whether this is the worker's only request in flight."""
+        return len(self._in_flight) <= 1
 
     async def _whole(self, frame: bytes, kind: type) -> None:
         """A whole answer's frame: held until its end, an error or a heartbeat sends
@@ -104,7 +108,7 @@ class Emitter:
         held = self._held
         held.append(frame)
         if kind is Done or kind is Error or kind is Heartbeat:
-            await self._send_held("now" if kind is Done and len(self._in_flight) <= 1 else "pass")
+            await self._send_held("now" if kind is Done and self._alone() else "pass")
         elif len(held) == 1:
             asyncio.get_running_loop().call_soon(self._release)
 
