@@ -13,7 +13,7 @@ import pytest
 from llmbus.bus import Pace
 from llmbus.proto import FRAMES, AnyEvent, Delta, Done, Error, Heartbeat, Started, Usage
 from llmbus.testing import InMemoryBus
-from llmbus.worker.emitter import Emitter
+from llmbus.worker.emitter import HELD_BYTES, Emitter
 
 
 class _Recorder(InMemoryBus):
@@ -50,20 +50,41 @@ def _emitter(bus: InMemoryBus, *, streamed: bool, in_flight: int) -> Emitter:
 
 
 @pytest.mark.parametrize(
-    ("in_flight", "paces"),
+    ("in_flight", "sent"),
     [
-        # Alone: the first delta goes at once (with Started), and so does the end.
-        (1, ["pass", "now", "window", "pass", "now"]),
-        # Others in flight: Started too goes at once, not behind their work.
-        (3, ["now", "now", "window", "pass", "pass"]),
+        # Alone: the first delta goes at once with Started, the end at once with the rest.
+        (1, [(["Started", "Delta"], "now"), (["Delta", "Usage", "Done"], "now")]),
+        # Others in flight: Started goes at once, not behind their work, and the end with
+        # the pass's other publishes.
+        (3, [(["Started"], "now"), (["Delta"], "now"), (["Delta", "Usage", "Done"], "pass")]),
     ],
 )
-async def test_a_streams_frames_each_go_at_their_pace(in_flight: int, paces: list[Pace]) -> None:
+async def test_a_streams_frames_made_in_one_pass(in_flight: int, sent: list[tuple[list[str], Pace]]) -> None:
     bus = _Recorder()
     emitter = _emitter(bus, streamed=True, in_flight=in_flight)
     for event in ANSWER:
         await emitter.emit(event)
-    assert bus.sent == [([kind], pace) for kind, pace in zip(KINDS, paces, strict=True)]
+    assert bus.sent == sent
+    assert bus.seqs == [1, 2, 3, 4, 5]
+    await asyncio.sleep(0.01)  # the end of the pass finds nothing left to send
+    assert len(bus.sent) == len(sent)
+
+
+async def test_a_streams_frames_of_later_passes_share_a_message_and_may_wait_for_the_window() -> None:
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=True, in_flight=1)
+    await emitter.emit(ANSWER[0])
+    await asyncio.sleep(0.01)  # the upstream's first chunk is not here yet
+    assert bus.sent == [(["Started"], "pass")]
+    await emitter.emit(ANSWER[1])
+    assert bus.sent[1:] == [(["Delta"], "now")]
+    await emitter.emit(Delta(seq=0, text="b"))
+    await emitter.emit(Delta(seq=0, text="c"))
+    assert len(bus.sent) == 2  # held until the end of the pass
+    await asyncio.sleep(0.01)
+    assert bus.sent[2:] == [(["Delta", "Delta"], "window")]
+    await emitter.emit(ANSWER[4])
+    assert bus.sent[3:] == [(["Done"], "now")]
     assert bus.seqs == [1, 2, 3, 4, 5]
 
 
@@ -134,3 +155,22 @@ async def test_held_frames_that_cannot_be_sent_leave_no_failed_task(caplog: pyte
     await asyncio.sleep(0)
     unretrieved = [r for r in caplog.records if "exception was never retrieved" in r.getMessage()]
     assert unretrieved == []
+
+
+async def test_frames_held_in_a_long_pass_go_before_they_grow_past_the_limit() -> None:
+    """An upstream's backlog parsed in one pass becomes several messages, each small
+    enough for the bus, in order."""
+    bus = _Recorder()
+    emitter = _emitter(bus, streamed=True, in_flight=1)
+    await emitter.emit(ANSWER[0])
+    await emitter.emit(ANSWER[1])
+    text = "x" * 1000
+    count = 3 * HELD_BYTES // len(text)
+    for _ in range(count):
+        await emitter.emit(Delta(seq=0, text=text))
+    await emitter.emit(ANSWER[4])
+    sizes = [len(kinds) for kinds, _ in bus.sent[1:]]
+    assert len(sizes) >= 3
+    assert all(size <= HELD_BYTES // len(text) + 1 for size in sizes)
+    assert [pace for _, pace in bus.sent[1:-1]] == ["window"] * (len(sizes) - 1)
+    assert bus.seqs == list(range(1, count + 4))

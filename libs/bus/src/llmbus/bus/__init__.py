@@ -1,6 +1,7 @@
 """llmbus bus: typed NATS publish, request/reply, subscriptions and stream inboxes."""
 
 from llmbus.bus.client import STOPPING, NatsBus, connect, is_no_responders
+from llmbus.bus.eager import run_eagerly
 from llmbus.bus.errors import BusFailure, BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.inbox import Inbox, StreamInbox
 from llmbus.bus.protocol import Bus, Delivery, Pace, Subscription
@@ -26,5 +27,6 @@ __all__ = [
     "connect",
     "is_no_responders",
     "retry_within",
+    "run_eagerly",
     "run_service",
 ]

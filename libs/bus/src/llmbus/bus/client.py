@@ -27,6 +27,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from llmbus.bus.access import inbox_prefix
 from llmbus.bus.dispatch import dispatch
+from llmbus.bus.eager import finish
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.protocol import Delivery, Pace, Subscription
 from llmbus.bus.retry import retry_within
@@ -309,20 +310,7 @@ class _Feed:
 
     async def _finish(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
         try:
-            while True:
-                # What the parser waits on: a Future, or nothing (a bare yield).
-                try:
-                    if isinstance(waiting, asyncio.Future):
-                        await asyncio.wait((waiting,))
-                    else:
-                        await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    step.close()
-                    raise
-                try:
-                    waiting = step.send(None)
-                except StopIteration:
-                    break
+            await finish(step, waiting)
             while self._backlog:
                 await self._parse(self._backlog.popleft())
         except Exception as exc:

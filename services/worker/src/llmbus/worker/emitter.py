@@ -4,11 +4,12 @@ Every frame gets the next sequence number and is published from the worker's one
 connection; sequence numbers are assigned and frames queued with no await in between,
 so frames stay in order even when the heartbeat task sends one.
 
-A whole (not streamed) answer's frames made in one pass of the event loop travel as one
-message (`frames_message`): the upstream's answer usually arrives all at once, and its
-`Started`, text, usage and end then cost the bus, nats-server and the edge one message
-instead of four. Frames still held at the end of a pass (the answer's body is not all
-here yet) go then, so the edge learns at once that the upstream has started."""
+The frames made in one pass of the event loop travel as one message (`frames_message`):
+a whole (not streamed) answer usually arrives at once, and its `Started`, text, usage
+and end then cost the bus, nats-server and the edge one message instead of four; a
+stream's chunks that came in one read of the upstream, one message instead of one each.
+Frames still held at the end of a pass go then (for a whole answer whose body is not all
+here yet, so the edge learns at once that the upstream has started)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ from collections.abc import Sized
 
 import msgspec
 
-from llmbus.bus import Bus, BusUnavailable, Pace
+from llmbus.bus import Bus, BusUnavailable, Pace, run_eagerly
 from llmbus.proto import EVENTS, AnyEvent, Delta, Done, Error, Heartbeat, Started, frames_message
 
-__all__ = ["Emitter"]
+__all__ = ["HELD_BYTES", "Emitter"]
 
 log = logging.getLogger(__name__)
 
-_sending: set[asyncio.Task[None]] = set()
+HELD_BYTES = 64 << 10
+"""Frames held past this many bytes go without waiting for the end of the pass."""
 
 
 class Emitter:
@@ -35,6 +37,7 @@ class Emitter:
         "_delta_sent",
         "_guard",
         "_held",
+        "_held_bytes",
         "_in_flight",
         "_streamed",
         "beat",
@@ -60,62 +63,65 @@ class Emitter:
         self.closed = False
         self._delta_sent = False
         self._held: list[bytes] = []
-        """A whole answer's frames of the current loop pass, not sent yet."""
+        """Frames of the current loop pass, not sent yet."""
+        self._held_bytes = 0
         self.beat: asyncio.TimerHandle | None = None
         """The timer of the next heartbeat (the worker's)."""
 
     async def emit(self, event: AnyEvent) -> None:
-        """Stamp `event` with the next sequence number and send it (`Pace`). A delta after
-        the first may wait a moment to share a bus write (`"window"`). A stream's first
-        delta, which its client's first token waits on, is written at once (`"now"`), not
-        after the rest of the upstream's burst has been parsed, taking `Started` along when
-        the upstream sent both together; `Started` itself goes at once while the worker
-        has other requests in flight, whose work would make the loop's pass long.
-        The end of an answer (`Done`) is written at once while the request is the
-        worker's only one: nothing else would share the write, and the request's own
-        teardown (the upstream connection back to its pool, limits, statistics) would
-        otherwise run first. Every other event goes at the end of the pass. Each takes
-        whatever waits before it along, in order. A whole answer's frames are held and
-        sent as one message (the module's docstring)."""
+        """Stamp `event` with the next sequence number and send it, in order with every
+        frame before it. Frames made in one pass of the event loop are held and go as one
+        message (the module's docstring) at the end of the pass, except:
+
+        - a stream's first delta, which its client's first token waits on, goes at once
+          (`"now"`), not after the rest of the upstream's burst has been parsed, taking
+          `Started` along when the upstream sent both together;
+        - `Started` of a stream goes at once while the worker has other requests in
+          flight, whose work would make the loop's pass long;
+        - the end of an answer (`Done`) goes at once while the request is the worker's
+          only one: nothing else would share the write, and the request's own teardown
+          (the upstream connection back to its pool, limits, statistics) would otherwise
+          run first;
+        - an error or a heartbeat goes with the pass's other publishes, without waiting.
+
+        A stream's frames after its first delta are written up to the coalescing window
+        later (`"window"`), to share a bus write with other streams' frames."""
+        held = self._held
         frame = EVENTS.encode(msgspec.structs.replace(event, seq=self.seq))
+        held.append(frame)
+        self._held_bytes += len(frame)
         self.seq += 1
         kind = type(event)
-        if not self._streamed:
-            await self._whole(frame, kind)
-            return
-        self.last_sent = time.monotonic()
-        pace: Pace = "pass"
-        if kind is Delta:
-            if self._delta_sent:
-                pace = "window"
-            else:
-                self._delta_sent = True
-                pace = "now"
-        elif kind is Started and not self._alone():
-            pace = "now"
-        elif kind is Done and self._alone():
-            pace = "now"
-        # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
-        await self._bus.publish_raw(self.reply, frame, reply=self._guard, pace=pace)
+        if kind is Delta and self._streamed and not self._delta_sent:
+            self._delta_sent = True
+            await self._send_held("now")
+        elif kind is Done:
+            await self._send_held("now" if self._alone() else "pass")
+        elif kind is Error or kind is Heartbeat:
+            await self._send_held("pass")
+        elif kind is Started and self._streamed and not self._alone():
+            await self._send_held("now")
+        elif len(held) == 1:
+            asyncio.get_running_loop().call_soon(self._release)
+        elif self._held_bytes >= HELD_BYTES:
+            # A long pass (an upstream's backlog parsed in one go): a message stays well
+            # under the bus's payload limit.
+            await self._send_held(self._later())
 
     def _alone(self) -> bool:
         """Whether this is the worker's only request in flight."""
         return len(self._in_flight) <= 1
 
-    async def _whole(self, frame: bytes, kind: type) -> None:
-        """A whole answer's frame: held until its end, an error or a heartbeat sends
-        everything held, or until the end of the loop's pass."""
-        held = self._held
-        held.append(frame)
-        if kind is Done or kind is Error or kind is Heartbeat:
-            await self._send_held("now" if kind is Done and self._alone() else "pass")
-        elif len(held) == 1:
-            asyncio.get_running_loop().call_soon(self._release)
+    def _later(self) -> Pace:
+        """The pace of frames that nothing waits on: a stream's middle frames may wait for
+        the coalescing window, a whole answer's go at the end of the pass."""
+        return "window" if self._delta_sent else "pass"
 
     async def _send_held(self, pace: Pace) -> None:
         held, self._held = self._held, []
         if not held:
             return
+        self._held_bytes = 0
         self.last_sent = time.monotonic()
         # reply= our guard inbox: if the edge is gone, NATS tells us with a 503 there.
         await self._bus.publish_raw(self.reply, frames_message(held), reply=self._guard, pace=pace)
@@ -124,13 +130,11 @@ class Emitter:
         """The end of a loop pass in which frames were held: what is still held goes now,
         from a task of its own (the answer's end did not come in the same pass)."""
         if self._held and not self.closed:
-            task = asyncio.get_running_loop().create_task(self._send_released())
-            _sending.add(task)
-            task.add_done_callback(_sending.discard)
+            run_eagerly(self._send_released())
 
     async def _send_released(self) -> None:
         try:
-            await self._send_held("pass")
+            await self._send_held(self._later())
         except BusUnavailable:
             # As a heartbeat would be: the next frame, or the edge's own timeout, tells.
             log.debug("held frames not sent: the bus is unavailable")
