@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import secrets
 import threading
@@ -291,9 +292,13 @@ async def test_a_now_publish_is_written_before_the_loop_pass_ends(nats_url: str)
         await asyncio.to_thread(thread.join, 10)
 
 
-async def test_a_handler_knows_how_many_messages_its_connection_is_handling(nats_url: str) -> None:
+@pytest.mark.parametrize(("eager", "together"), [(False, [3, 3, 2]), (True, [2, 3, 2])])
+async def test_a_handler_knows_how_many_messages_its_connection_is_handling(
+    nats_url: str, eager: bool, together: list[int]
+) -> None:
     """`handling` counts the handled and the waiting: a message read alone is the only
-    one (its handler's publishes may go at once); messages read together see each other."""
+    one (its handler's publishes may go at once); messages read together see each other,
+    those not parsed yet as one."""
     subject = f"test.{secrets.token_hex(4)}.handling"
     topic = Topic(subject, Codec(KeyVerifyRequest))
     receiver = await connect(nats_url, name="test-handling")
@@ -308,7 +313,7 @@ async def test_a_handler_knows_how_many_messages_its_connection_is_handling(nats
         if len(seen) == 4:
             done.set()
 
-    await receiver.subscribe(topic, handler, concurrency=2)
+    await receiver.subscribe(topic, handler, concurrency=2, eager=eager)
     await receiver.flush()
     try:
         await sender.publish(topic, KeyVerifyRequest(key_hash="alone"))
@@ -318,13 +323,16 @@ async def test_a_handler_knows_how_many_messages_its_connection_is_handling(nats
                 break
             await asyncio.sleep(0.01)
         assert seen == [1]
-        # Three in one write, read together: "hold" keeps its place until the last has
-        # run; "c" waits for one (concurrency 2), counted all the same until "b" ends.
+        # Three in one write, read together. As tasks: "hold" keeps its place until the
+        # last has run; "c" waits for one (concurrency 2), counted all the same until "b"
+        # ends. Eager, each run as its message is parsed: "hold" sees the messages still
+        # unparsed after it (counted as one), "b" sees "hold", itself and the unparsed
+        # "c", and "c" (whose place "b", finished, left) sees "hold" and itself.
         for key in ("hold", "b", "c"):
             await sender.publish(topic, KeyVerifyRequest(key_hash=key))
         await sender.flush()
         await asyncio.wait_for(done.wait(), 5)
-        assert seen[1:] == [3, 3, 2]
+        assert seen[1:] == together
         for _ in range(100):
             if receiver.handling == 0:
                 break
@@ -351,3 +359,42 @@ async def test_a_publish_with_no_trace_context_carries_no_header_block(bus: Bus,
         assert line.startswith(f"MSG {subject} 1 ".encode()), line
     finally:
         writer.close()
+
+
+_MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="")
+
+
+async def test_eager_handlers_run_as_parsed_each_in_a_context_of_its_own(
+    nats_url: str,
+) -> None:
+    """An eager handler that waits for nothing runs without a task; one that waits is
+    finished by one; what either sets in its context stays its own."""
+    subject = f"test.{secrets.token_hex(4)}.eager"
+    topic = Topic(subject, Codec(KeyVerifyRequest))
+    receiver = await connect(nats_url, name="test-eager")
+    sender = await connect(nats_url, name="test-eager-sender")
+    seen: list[tuple[str, str, bool]] = []
+    done = asyncio.Event()
+
+    async def handler(request: KeyVerifyRequest, delivery: Delivery) -> None:
+        before = _MARK.get()
+        _MARK.set(request.key_hash)
+        if request.key_hash == "waits":
+            await asyncio.sleep(0.01)
+        seen.append((request.key_hash, before, asyncio.current_task() is not None))
+        if len(seen) == 3:
+            done.set()
+
+    await receiver.subscribe(topic, handler, eager=True)
+    await receiver.flush()
+    try:
+        for key in ("quick", "waits", "after"):
+            await sender.publish(topic, KeyVerifyRequest(key_hash=key))
+        await sender.flush()
+        await asyncio.wait_for(done.wait(), 5)
+        # No handler saw another's mark; only the one that waited ran in a task.
+        assert sorted(seen) == [("after", "", False), ("quick", "", False), ("waits", "", True)]
+        assert _MARK.get() == ""
+    finally:
+        await sender.drain()
+        await receiver.drain()

@@ -8,6 +8,7 @@ by a semaphore, so a long handler never serialises a subscription.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,7 +28,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from llmbus.bus.access import inbox_prefix
 from llmbus.bus.dispatch import dispatch
-from llmbus.bus.eager import finish
+from llmbus.bus.eager import finish, run_eagerly
 from llmbus.bus.errors import BusTimeout, BusUnavailable, NoResponders, RemoteError
 from llmbus.bus.protocol import Delivery, Pace, Subscription
 from llmbus.bus.retry import retry_within
@@ -365,7 +366,9 @@ class NatsBus:
 
     @property
     def handling(self) -> int:
-        return self._handling
+        # Messages read off the connection and not parsed yet wait as well: handlers run
+        # as their message is parsed, one after another for the messages of one read.
+        return self._handling + (1 if self.nc._ps.buf else 0)
 
     def new_inbox(self) -> str:
         return str(self.nc.new_inbox())
@@ -456,11 +459,16 @@ class NatsBus:
         concurrency: int = 1024,
         subject: str | None = None,
         traced: bool | None = None,
+        eager: bool = False,
     ) -> Subscription:
-        """Run `handler(message, delivery)` as a task for each message, inside a consumer
-        span that continues the sender's trace. At most `concurrency` run at once; the
-        messages beyond wait, in order, for a place. Each task is started as its message is
-        read off the connection (`subscribe_direct`), not from the subscription's own task.
+        """Run `handler(message, delivery)` for each message, inside a consumer span that
+        continues the sender's trace. At most `concurrency` run at once; the messages
+        beyond wait, in order, for a place. Each handler is started as its message is read
+        off the connection (`subscribe_direct`), not from the subscription's own task, as a
+        task of its own or, `eager`, eagerly (`run_eagerly`, in a context of its own): it
+        runs at once, up to its first wait, and a task finishes it only if it does wait.
+        An eager handler has no task of its own until then (`asyncio.current_task()` is
+        not its own): one that must be cancellable by itself is not eager.
 
         `traced`: True, a span for every message (a root span when the sender sent no
         trace context); False, never a span (the sender's context still travels on); None
@@ -501,6 +509,8 @@ class NatsBus:
                 running -= 1
                 self._handling -= 1
                 if waiting:
+                    # As a task: started eagerly from the handler before it, a chain of
+                    # handlers that do not wait would nest.
                     start(waiting.popleft())
 
         def start(delivery: NatsMsg) -> None:
@@ -510,10 +520,24 @@ class NatsBus:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+        def start_eagerly(delivery: NatsMsg) -> None:
+            nonlocal running
+            running += 1
+            try:
+                task = run_eagerly(run(delivery), contextvars.copy_context())
+            except Exception:
+                log.exception("handler for %s failed", delivery.subject)
+                return
+            if task is not None:
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        begin = start_eagerly if eager else start
+
         def on_message(delivery: NatsMsg) -> None:
             self._handling += 1
             if running < concurrency:
-                start(delivery)
+                begin(delivery)
             else:
                 waiting.append(delivery)
 

@@ -9,6 +9,7 @@ task."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Coroutine
 from typing import Any
 
@@ -18,14 +19,18 @@ _running: set[asyncio.Task[None]] = set()
 """Tasks finishing coroutines that waited (asyncio keeps only weak references)."""
 
 
-def run_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+def run_eagerly(
+    coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None
+) -> asyncio.Task[None] | None:
     """Run `coro` up to its first wait; if it waits, a task finishes it (returned). An
-    exception it raises before waiting is raised here; after, it is the task's."""
+    exception it raises before waiting is raised here; after, it is the task's.
+    `context`: the context it runs in throughout, as a task's own (the caller's, when
+    none is given)."""
     try:
-        waiting = coro.send(None)
+        waiting = coro.send(None) if context is None else context.run(coro.send, None)
     except StopIteration:
         return None
-    task = asyncio.get_running_loop().create_task(finish(coro, waiting))
+    task = asyncio.get_running_loop().create_task(finish(coro, waiting), context=context)
     _running.add(task)
     task.add_done_callback(_running.discard)
     return task

@@ -61,8 +61,9 @@ class Bus(Protocol):
     @property
     def handling(self) -> int:
         """Messages of this connection's `subscribe` subscriptions being handled or
-        waiting for a place: 1 inside a handler means it is the only one (what it
-        publishes would share its write with nothing, so it may as well go `"now"`)."""
+        waiting for a place (those read but not parsed yet count as one): 1 inside a
+        handler means it is the only one (what it publishes would share its write with
+        nothing, so it may as well go `"now"`)."""
         ...
 
     def new_inbox(self) -> str: ...
@@ -101,8 +102,10 @@ class Bus(Protocol):
         queue: str = "",
         concurrency: int = 1024,
         subject: str | None = None,
+        eager: bool = False,
     ) -> Subscription:
-        """Decode each message with the topic's codec and run `handler` as a task."""
+        """Decode each message with the topic's codec and run `handler` as a task or,
+        `eager`, at once up to its first wait (a task finishes it only if it waits)."""
         ...
 
     async def subscribe_raw(

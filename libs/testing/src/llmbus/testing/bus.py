@@ -291,6 +291,7 @@ class InMemoryBus:
         queue: str = "",
         concurrency: int = 1024,
         subject: str | None = None,
+        eager: bool = False,  # every handler is a task here: the twin has no parse to run it in
     ) -> Subscription:
         limit = asyncio.Semaphore(concurrency)
         codec = topic.codec

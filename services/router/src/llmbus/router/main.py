@@ -40,7 +40,8 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         await bus.subscribe(CONTROL_COOLDOWNS, router.on_cooldown)
         await bus.subscribe(CONTROL_COOLDOWNS_CLEARED, router.on_cooldowns_cleared)
         await bus.subscribe(WORKER_STATUS, router.on_worker_status)
-        await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue)
+        # Eager: routing waits for nothing, and needs no task of its own.
+        await bus.subscribe(ROUTE, router.on_route, queue=ROUTE.queue, eager=True)
         await bus.subscribe(CONTROL_REGISTRY, router.on_query, queue=CONTROL_REGISTRY.queue)
 
         async def apply(new: Config) -> None:
