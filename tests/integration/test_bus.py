@@ -12,9 +12,20 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import msgspec
+import nats.errors
 import pytest
 
-from llmbus.bus import Bus, BusTimeout, Delivery, Inbox, NoResponders, RemoteError, connect, is_no_responders
+from llmbus.bus import (
+    Bus,
+    BusTimeout,
+    BusUnavailable,
+    Delivery,
+    Inbox,
+    NoResponders,
+    RemoteError,
+    connect,
+    is_no_responders,
+)
 from llmbus.proto import (
     EVENTS,
     EXEC,
@@ -398,3 +409,25 @@ async def test_eager_handlers_run_as_parsed_each_in_a_context_of_its_own(
     finally:
         await sender.drain()
         await receiver.drain()
+
+
+async def test_a_publish_that_cannot_be_queued_at_once_goes_nats_pys_way(nats_url: str) -> None:
+    """Publishes are queued without a coroutine while the connection can take them; one it
+    cannot (too large for the server, or a connection that is gone) fails as nats-py's own
+    publish does, mapped to the bus's errors."""
+    bus = await connect(nats_url, name="test-publish-paths")
+    subject = f"test.{secrets.token_hex(4)}.paths"
+    seen: list[bytes] = []
+    await bus.subscribe_direct(subject, lambda msg: seen.append(msg.data))
+    await bus.flush()
+    await bus.publish_raw(subject, b"queued", pace="now")
+    with pytest.raises(nats.errors.MaxPayloadError):
+        await bus.publish_raw(subject, b"x" * (bus.nc.max_payload + 1))
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [b"queued"]
+    await bus.drain()
+    with pytest.raises(BusUnavailable):
+        await bus.publish_raw(subject, b"too late")

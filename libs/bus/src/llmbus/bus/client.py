@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from nats.aio.client import Client as NATS
+from nats.aio.client import _validate_subject
 from nats.aio.msg import Msg as NatsMsg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import ConnectionClosedError, NoServersError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError as NatsNoResponders
 from nats.errors import TimeoutError as NatsTimeout
+from nats.protocol.command import pub_cmd
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
@@ -179,11 +181,14 @@ async def connect(
 
 
 class _Client(NATS):
-    """nats-py's client, with two changes on the hot path.
+    """nats-py's client, with three changes on the hot path.
 
     What the socket delivers is parsed as it arrives (`_Feed`), not handed through a
     stream reader to the read loop's task (a buffer copy, a Future and a loop pass per
     read).
+
+    A publish without headers is queued by a plain call (`publish_now`), not by nats-py's
+    chain of coroutines, unless it needs nats-py's own handling.
 
     What is pending is written by a loop callback at the end of
     the loop's current pass instead of by waking its flusher task (a Future, a queue and
@@ -210,22 +215,55 @@ class _Client(NATS):
     `_flush_pending` that publish calls, with no await in between)."""
     lazy_window = 0.0
 
+    def publish_now(self, subject: str, payload: bytes, reply: str, pace: Pace) -> bool:
+        """nats-py's `publish` of a message without headers, with no coroutine: the PUB
+        is queued and written at its pace. False, with nothing done, where nats-py's own
+        path must take it (it raises, or waits for the socket): not connected, closing or
+        draining, a payload over the server's limit, the pending buffer full, the socket
+        congested."""
+        size = len(payload)
+        if (
+            not self.is_connected
+            or self.is_draining_pubs
+            or not subject
+            or size > self._max_payload
+            or self._congested()
+        ):
+            return False
+        if not self._skip_subject_validation:
+            _validate_subject(subject)
+            if reply:
+                _validate_subject(reply)
+        command = pub_cmd(subject, reply, payload)
+        if self._max_pending_size > 0 and self._pending_data_size + len(command) > self._max_pending_size:
+            return False
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        stats = self.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        self._schedule(pace)
+        return True
+
     async def _flush_pending(self, force_flush: bool = False) -> Any:
         pace, self.pace = self.pace, "pass"
         if force_flush or not self.is_connected or self._congested():
             return await super()._flush_pending(force_flush)
+        self._schedule(pace)
+        return None
+
+    def _schedule(self, pace: Pace) -> None:
+        """Write what is pending at `pace`."""
         if pace == "now":
             self._write_pending()
-            return None
-        if self._write_scheduled:
-            return None
-        if pace == "window" and self.lazy_window:
+        elif self._write_scheduled:
+            pass
+        elif pace == "window" and self.lazy_window:
             if self._lazy_timer is None:
                 self._lazy_timer = asyncio.get_running_loop().call_later(self.lazy_window, self._lazy_write)
-            return None
-        self._write_scheduled = True
-        asyncio.get_running_loop().call_soon(self._write_pending)
-        return None
+        else:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_pending)
 
     async def _read_loop(self) -> None:
         reader = getattr(self._transport, "_io_reader", None)
@@ -400,12 +438,15 @@ class NatsBus:
         `pace`: when it is written (`Pace`: at the end of this loop pass, at once, or up
         to the coalescing window later)."""
         nc = self.nc
+        # No trace context (nothing traced, or no span current): no header block at
+        # all. An empty one would still be written, and parsed by every receiver.
+        headers = (inject() or None) if traced else None
+        if headers is None and isinstance(nc, _Client) and nc.publish_now(subject, data, reply, pace):
+            return
         try:
             if pace != "pass" and isinstance(nc, _Client):
                 nc.pace = pace
-            # No trace context (nothing traced, or no span current): no header block at
-            # all. An empty one would still be written, and parsed by every receiver.
-            await nc.publish(subject, data, reply=reply, headers=(inject() or None) if traced else None)
+            await nc.publish(subject, data, reply=reply, headers=headers)
         except (ConnectionClosedError, OutboundBufferLimitError) as exc:
             raise BusUnavailable(f"cannot publish on {subject}: {exc}") from None
 
