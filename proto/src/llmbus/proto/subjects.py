@@ -176,7 +176,7 @@ EVENTS: Codec[AnyEvent] = Codec(AnyEvent)  # type: ignore[arg-type]
 """Frames of a reply stream, published to the request's reply inbox."""
 FRAMES: Codec[AnyEvent | list[AnyEvent]] = Codec(AnyEvent | list[AnyEvent])  # type: ignore[arg-type]
 """A reply-stream message as the reader decodes it: one frame (`EVENTS`), or several in
-order as one message (`frames_message`: a whole answer's frames, made in one go)."""
+order as one message (`frames_message`: the frames a worker made in one loop pass)."""
 
 
 def frames_message(frames: list[bytes]) -> bytes:

@@ -265,7 +265,7 @@ class Call:
                 code="no_worker_available",
             )
         try:
-            events = frames_of(msg.data)  # several in one message: a whole answer
+            events = frames_of(msg.data)  # several in one message: made in one pass
         except msgspec.DecodeError:
             raise UpstreamFailed("a malformed frame arrived on the reply stream", code="bad_frame") from None
         if not events:

@@ -127,8 +127,8 @@ class Emitter:
         await self._bus.publish_raw(self.reply, frames_message(held), reply=self._guard, pace=pace)
 
     def _release(self) -> None:
-        """The end of a loop pass in which frames were held: what is still held goes now,
-        from a task of its own (the answer's end did not come in the same pass)."""
+        """The end of a loop pass in which frames were held: what is still held goes now
+        (run eagerly: a task only if the publish has to wait for the socket)."""
         if self._held and not self.closed:
             run_eagerly(self._send_released())
 
